@@ -1,0 +1,168 @@
+"""The student: an actor-critic network for remembered-map observations.
+
+1. The map is re-centred on the agent and rotated so that it faces up (an ``ego_size`` square; cells off
+   the map read as wall). What to do next depends on where things are *relative to the agent*; in this
+   frame a convolution sees that directly instead of learning it for every position and heading, which
+   made imitating the teacher several times faster in our tests (see README).
+2. Each cell's object/colour/state/agent codes are one-hot encoded (25 channels per frame).
+3. A small CNN (two 3x3 convolutions with max-pooling, channels-last for CPU speed) and a fully connected
+   layer give a feature vector; an optional LSTM carries memory across steps; two small heads give action
+   logits and the state value.
+
+The input stays ``uint8`` until the network, so rollout buffers stay small.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+# Number of distinct codes per observation channel: MiniGrid objects, colours, door states, agent dir + 1.
+CHANNEL_SIZES = (11, 6, 3, 5)
+
+
+def _init(layer: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class OneHotCells(nn.Module):
+    """``(B, 4 * k, W, H)`` uint8 codes -> ``(B, 25 * k, W, H)`` float one-hot planes."""
+
+    def __init__(self, frames: int):
+        super().__init__()
+        offsets = np.cumsum((0,) + CHANNEL_SIZES[:-1])
+        self.register_buffer("offsets", torch.tensor(
+            [o + f * sum(CHANNEL_SIZES) for f in range(frames) for o in offsets]).view(1, -1, 1, 1))
+        self.out_channels = sum(CHANNEL_SIZES) * frames
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        index = codes.long() + self.offsets
+        planes = torch.zeros(codes.shape[0], self.out_channels, *codes.shape[2:], device=codes.device)
+        return planes.scatter_(1, index, 1.0)
+
+
+class EgocentricCrop(nn.Module):
+    """``(B, 4 * k, W, H)`` map -> ``(B, 4 * k, S, S)`` view centred on the agent, agent facing up.
+
+    The agent is found in the newest frame's agent channel. One gather with a precomputed index table
+    (direction x agent cell x view cell) does the translation and rotation for the whole batch.
+    """
+
+    OFF_MAP = (2, 5, 0, 0)  # a grey wall
+
+    def __init__(self, width: int, height: int, size: int):
+        super().__init__()
+        if size % 2 == 0 or size < 3:
+            raise ValueError(f"ego_size must be odd and >= 3, got {size}")
+        self.width, self.height, self.size = width, height, size
+        centre = size // 2
+        off_map = width * height
+        table = np.full((4, width, height, size * size), off_map, dtype=np.int64)
+        rows, cols = np.divmod(np.arange(size * size), size)  # view row 0 = furthest ahead
+        ahead, right = centre - rows, cols - centre
+        for direction, (fx, fy) in enumerate(((1, 0), (0, 1), (-1, 0), (0, -1))):
+            rx, ry = -fy, fx
+            for ax in range(width):
+                for ay in range(height):
+                    x, y = ax + ahead * fx + right * rx, ay + ahead * fy + right * ry
+                    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+                    table[direction, ax, ay, inside] = (x * height + y)[inside]
+        self.register_buffer("table", torch.from_numpy(table), persistent=False)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        batch, channels = codes.shape[:2]
+        agent = codes[:, -1].reshape(batch, -1)
+        cell = agent.argmax(1)
+        direction = (agent.gather(1, cell.unsqueeze(1)).squeeze(1).long() - 1).clamp(0, 3)
+        index = self.table[direction, cell // self.height, cell % self.height]
+        off_map = torch.tensor(self.OFF_MAP * (channels // 4), dtype=codes.dtype, device=codes.device)
+        flat = torch.cat([codes.reshape(batch, channels, -1), off_map.view(1, channels, 1).expand(batch, -1, 1)], 2)
+        return flat.gather(2, index.unsqueeze(1).expand(-1, channels, -1)).view(batch, channels, self.size, self.size)
+
+
+class ActorCritic(nn.Module):
+    """Actor-critic for observations of shape ``(4 * frame_stack, width, height)``.
+
+    Args:
+        obs_shape: observation shape.
+        num_actions: size of the discrete action space.
+        hidden_size: width of the feature vector (and of the LSTM).
+        recurrent: add an LSTM between the features and the heads.
+        ego_size: side of the agent-centred view the CNN sees (odd); 0 = use the map as it is.
+    """
+
+    def __init__(self, obs_shape: tuple[int, int, int], num_actions: int, hidden_size: int = 128,
+                 recurrent: bool = False, ego_size: int = 11):
+        super().__init__()
+        channels, width, height = obs_shape
+        if channels % len(CHANNEL_SIZES):
+            raise ValueError(f"observation has {channels} channels, expected a multiple of {len(CHANNEL_SIZES)}")
+        self.obs_shape = tuple(obs_shape)
+        self.num_actions = num_actions
+        self.hidden_size = hidden_size
+        self.recurrent = recurrent
+        self.ego_size = ego_size
+        self.view = EgocentricCrop(width, height, ego_size) if ego_size else nn.Identity()
+        if ego_size:
+            width = height = ego_size
+        self.encode = OneHotCells(channels // len(CHANNEL_SIZES))
+        layers = [_init(nn.Conv2d(self.encode.out_channels, 16, 3, padding=1)), nn.ReLU(), nn.MaxPool2d(2),
+                  _init(nn.Conv2d(16, 32, 3, padding=1)), nn.ReLU()]
+        if min(width, height) // 2 >= 8:  # large rooms (TwoDoor): pool once more to keep the net small
+            layers.append(nn.MaxPool2d(2))
+        self.conv = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, self.encode.out_channels, width, height)).numel()
+        self.features = nn.Sequential(nn.Flatten(), _init(nn.Linear(flat, hidden_size)), nn.ReLU())
+        if recurrent:
+            self.lstm = nn.LSTM(hidden_size, hidden_size)
+            for name, param in self.lstm.named_parameters():
+                if "bias" in name:
+                    nn.init.zeros_(param)
+                else:
+                    nn.init.orthogonal_(param, 1.0)
+        self.actor = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, num_actions), 0.01))
+        self.critic = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, 1), 1.0))
+        self.to(memory_format=torch.channels_last)
+
+    def config(self) -> dict:
+        """JSON-able constructor arguments, stored in checkpoints."""
+        return {"obs_shape": list(self.obs_shape), "num_actions": self.num_actions,
+                "hidden_size": self.hidden_size, "recurrent": self.recurrent, "ego_size": self.ego_size}
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu"):
+        """Zero LSTM state ``(h, c)`` for ``batch_size`` envs; None for the feed-forward net."""
+        if not self.recurrent:
+            return None
+        zeros = torch.zeros(1, batch_size, self.hidden_size, device=device)
+        return zeros, zeros.clone()
+
+    def _embed(self, obs: torch.Tensor) -> torch.Tensor:
+        planes = self.encode(self.view(obs)).contiguous(memory_format=torch.channels_last)
+        return self.features(self.conv(planes))
+
+    def forward(self, obs: torch.Tensor, state=None, episode_starts: torch.Tensor | None = None):
+        """Logits ``(B, A)``, values ``(B,)`` and the next recurrent state.
+
+        For the recurrent net ``obs`` is a sequence ``(T * B, ...)`` in time-major order, ``state`` the LSTM
+        state before its first step and ``episode_starts`` ``(T * B,)`` flags that reset the state.
+        """
+        hidden = self._embed(obs)
+        if self.recurrent:
+            hidden, state = self._unroll(hidden, state, episode_starts)
+        return self.actor(hidden), self.critic(hidden).squeeze(-1), state
+
+    def _unroll(self, hidden: torch.Tensor, state, episode_starts: torch.Tensor):
+        batch = state[0].shape[1]
+        hidden = hidden.view(-1, batch, self.hidden_size)
+        keep = (1.0 - episode_starts.float()).view(-1, 1, batch, 1)
+        outputs = []
+        for step_input, step_keep in zip(hidden, keep):
+            state = (state[0] * step_keep, state[1] * step_keep)
+            out, state = self.lstm(step_input.unsqueeze(0), state)
+            outputs.append(out)
+        return torch.cat(outputs).view(-1, self.hidden_size), state

@@ -1,0 +1,80 @@
+"""PPO with a teacher-distillation term.
+
+loss = clipped policy loss + vf_coef * clipped value loss - ent_coef * entropy + coef * distillation,
+where distillation = -(teacher_probs * log_softmax(student_logits)).sum(-1).mean(): the cross-entropy from
+the teacher's action distribution to the student's, on the states the student visited.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from algos.buffer import RolloutBuffer
+
+
+@dataclass
+class PPOSettings:
+    """PPO hyperparameters (defaults in ``configs/defaults.yaml``)."""
+
+    lr: float = 1e-3
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    normalize_advantages: bool = True
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the teacher's distribution to the student's, averaged over states."""
+    return -(teacher_probs * F.log_softmax(student_logits, dim=-1)).sum(-1).mean()
+
+
+def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: RolloutBuffer,
+               settings: PPOSettings, distill_coef: float, generator: torch.Generator) -> dict[str, float]:
+    """Run the PPO epochs on one rollout; returns mean losses and diagnostics for logging."""
+    stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "entropy", "distill", "approx_kl",
+                                                     "clipfrac")}
+    recurrent = getattr(model, "recurrent", False)
+    for _ in range(settings.update_epochs):
+        for mb in buffer.minibatches(settings.num_minibatches, generator, recurrent):
+            logits, values, _ = model(mb.obs, mb.initial_state, mb.episode_starts)
+            log_probs = F.log_softmax(logits, dim=-1)
+            new_logprobs = log_probs.gather(1, mb.actions.unsqueeze(1)).squeeze(1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+            log_ratio = new_logprobs - mb.logprobs
+            ratio = log_ratio.exp()
+
+            advantages = mb.advantages
+            if settings.normalize_advantages and advantages.numel() > 1:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            policy_loss = torch.max(-advantages * ratio,
+                                    -advantages * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)).mean()
+            values_clipped = mb.values + (values - mb.values).clamp(-settings.clip_coef, settings.clip_coef)
+            value_loss = 0.5 * torch.max((values - mb.returns) ** 2, (values_clipped - mb.returns) ** 2).mean()
+
+            loss = policy_loss + settings.vf_coef * value_loss - settings.ent_coef * entropy
+            distill = distillation_loss(logits, mb.teacher_probs) if distill_coef > 0 else None
+            if distill is not None:
+                loss = loss + distill_coef * distill
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            optimizer.step()
+
+            with torch.no_grad():
+                stats["policy"].append(policy_loss.item())
+                stats["value"].append(value_loss.item())
+                stats["entropy"].append(entropy.item())
+                stats["distill"].append(distill.item() if distill is not None else 0.0)
+                stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+                stats["clipfrac"].append(((ratio - 1).abs() > settings.clip_coef).float().mean().item())
+    return {k: float(np.mean(v)) for k, v in stats.items()}

@@ -1,0 +1,138 @@
+"""LLM4Teach command line: ``python main.py train|eval [flags]`` (``--help`` on each lists every flag)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from utils.cli import build_parser, cli_values
+from utils.config import ConfigError, RunConfig, build_config
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+def task_dir(config: RunConfig) -> Path:
+    return Path(config.logdir) / "ppo" / config.task.lower()
+
+
+def train_command(config: RunConfig) -> int:
+    from algos.trainer import train_run
+    if not config.savedir:
+        raise UsageError("train needs --savedir NAME (the run is written to "
+                         f"{task_dir(config)}/NAME)")
+    base = task_dir(config) / config.savedir
+    seeds = config.seed_list
+    run_dirs = [base] if len(seeds) == 1 else [base / f"seed{s}" for s in seeds]
+    for run_dir in run_dirs:
+        if not config.overwrite and (run_dir / "config.json").exists():
+            raise UsageError(f"{run_dir} already holds a run; choose another --savedir or pass --overwrite")
+    results = []
+    for seed, run_dir in zip(seeds, run_dirs):
+        results.append(train_run(config, seed, run_dir))
+    for result in results:
+        reached = f"{result.steps_to_threshold:,}" if result.steps_to_threshold else "not reached"
+        final = f"{result.final_success_rate:.2f}" if result.final_success_rate is not None else "n/a"
+        print(f"done: {result.run_dir} | {result.env_steps:,} env steps at {result.env_steps_per_second:,.0f}/s"
+              f" | final eval success {final} | env steps to success >= 0.9: {reached}")
+    return 0
+
+
+def eval_command(config: RunConfig) -> int:
+    import numpy as np
+    from algos.evaluate import evaluation_seeds, run_episodes
+    from utils.video import save_gif
+    if not config.eval_teacher and not config.loaddir:
+        raise UsageError("eval needs --loaddir NAME (a trained run) or --eval_teacher (the teacher alone)")
+    out_dir = task_dir(config) / (config.savedir or "eval")
+    seeds = evaluation_seeds(config.env_seed_list, config.num_eval, np.random.default_rng())
+    targets = [("teacher", None)] if config.eval_teacher else [(path.parent.name, path) for path in _checkpoints(config)]
+    summaries = {}
+    for name, checkpoint in targets:
+        policy, frame_stack, what = _eval_policy(config, checkpoint, len(seeds))
+        result = run_episodes(config.task, seeds, policy, frame_stack, num_videos=config.num_videos)
+        label = "teacher" if checkpoint is None else ("student" if len(targets) == 1 else f"student_{name}")
+        gif = save_gif(result.videos, out_dir / f"{label}.gif")
+        summary = {**result.summary(), "evaluated": what, "task": config.task, "env_seeds": seeds,
+                   "successes": result.successes, "returns": result.returns, "lengths": result.lengths,
+                   "video": str(gif) if gif else None}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{label}_results.json").write_text(json.dumps(summary, indent=2))
+        summaries[label] = summary
+        print(f"{config.task} | {what} | {len(seeds)} episodes")
+        print(f"Mean return: {result.mean_return:.4f}")
+        print(f"Mean length: {result.mean_length:.2f}")
+        print(f"Success rate: {result.success_rate:.4f}")
+        if gif:
+            print(f"Video: {gif}")
+    if len(summaries) > 1:
+        rates = [s["success_rate"] for s in summaries.values()]
+        print(f"Mean success rate over {len(rates)} runs: {np.mean(rates):.4f}")
+    return 0
+
+
+def _checkpoints(config: RunConfig) -> list[Path]:
+    """The checkpoint of --loaddir, or of each seed folder in it."""
+    load_dir = task_dir(config) / config.loaddir
+    if not load_dir.is_dir():
+        raise UsageError(f"--loaddir {load_dir} does not exist (train with --savedir {config.loaddir} first?)")
+    direct = load_dir / config.loadmodel
+    if direct.exists():
+        return [direct]
+    per_seed = sorted(load_dir.glob(f"seed*/{config.loadmodel}"))
+    if per_seed:
+        return per_seed
+    raise UsageError(f"no {config.loadmodel} in {load_dir} (nor in seed*/ subfolders)")
+
+
+def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
+    """(policy, frame_stack, description) for the teacher or the student saved in ``checkpoint``."""
+    from algos.evaluate import StudentPolicy, TeacherPolicy
+    seed = config.seed_list[0]
+    if checkpoint is None:
+        from planners.factory import build_teacher
+        teacher = build_teacher(config, num_envs, seed)
+        return (TeacherPolicy(teacher, config.eval_deterministic, seed), config.frame_stack,
+                f"teacher alone ({teacher.mode}, {config.planner} planner)")
+    import envs
+    from algos.model import ActorCritic
+    from algos.trainer import resolve_device
+    from utils.checkpoint import check_compatible, load_checkpoint
+    payload = load_checkpoint(checkpoint)
+    meta = payload["meta"]
+    model_config = meta.get("model_config", {})
+    frame_stack = int(meta.get("frame_stack", 1))
+    env = envs.make_env(config.task)
+    frame_shape = env.observation_space.shape
+    obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
+    check_compatible(meta, config.task, obs_shape, int(env.action_space.n), checkpoint)
+    device = resolve_device(config.device)
+    model = ActorCritic(tuple(model_config["obs_shape"]), model_config["num_actions"], model_config["hidden_size"],
+                        model_config["recurrent"], model_config.get("ego_size", 0))
+    model.load_state_dict(payload["model"])
+    model.to(device).eval()
+    return (StudentPolicy(model, device, config.eval_deterministic, seed), frame_stack,
+            f"student {checkpoint} (iteration {meta.get('iteration')}, {meta.get('env_steps'):,} env steps)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from envs.registry import UnknownTaskError
+    from utils.checkpoint import CheckpointError
+    args = build_parser().parse_args(argv)
+    try:
+        config = build_config(args.task or "SimpleDoorKey", cli_values(args))
+        command = {"train": train_command, "eval": eval_command}[args.command]
+        return command(config)
+    except (UsageError, ConfigError, UnknownTaskError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

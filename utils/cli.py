@@ -1,0 +1,70 @@
+"""Command-line parser, generated from :class:`utils.config.RunConfig` so that every setting is a flag."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+from utils.config import CONFIG_DIR, RunConfig, config_fields, read_yaml
+
+GROUP_TITLES = {"run": "run and output", "task": "task", "training": "student and PPO",
+                "teacher": "teacher (LLM4Teach)", "evaluation": "evaluation, logging, checkpoints"}
+EVAL_GROUPS = ("run", "task", "teacher", "evaluation")
+
+
+def _scalar_type(f: dataclasses.Field):
+    hint = typing.get_type_hints(RunConfig)[f.name]
+    for candidate in (bool, int, float, str):
+        if candidate is hint or candidate in typing.get_args(hint):
+            return candidate
+    return str
+
+
+def add_config_flags(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    """Add one flag per RunConfig field in ``groups``; unset flags stay None so config files decide."""
+    defaults = read_yaml(CONFIG_DIR / "defaults.yaml")
+    sections = {name: parser.add_argument_group(GROUP_TITLES[name]) for name in groups}
+    for f in config_fields():
+        meta = f.metadata
+        if meta.get("group") not in groups or meta.get("cli") is False:
+            continue
+        help_text = meta.get("help", "")
+        if f.name in defaults:
+            help_text += f" (default: {defaults[f.name]})"
+        elif f.default not in (None, dataclasses.MISSING) and not meta.get("flag"):
+            help_text += f" (default: {f.default})"
+        elif f.default_factory is not dataclasses.MISSING:
+            help_text += f" (default: {' '.join(map(str, f.default_factory()))})"
+        kwargs: dict = {"help": help_text, "default": None}
+        if meta.get("flag"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif "nargs" in meta:
+            kwargs.update(nargs=meta["nargs"], type=meta["type"], metavar="N")
+        else:
+            kwargs["type"] = _scalar_type(f)
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+        sections[meta["group"]].add_argument(f"--{f.name}", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``main.py`` parser with its ``train`` and ``eval`` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval}")
+    train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
+                                description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
+                                            "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
+    add_config_flags(train, tuple(GROUP_TITLES))
+    evaluate = commands.add_parser("eval", help="evaluate a trained student, or the teacher alone",
+                                   description="Evaluate a student (--loaddir) or the teacher alone "
+                                               "(--eval_teacher); prints mean return, mean length and success "
+                                               "rate and writes results JSON and a GIF into --savedir.")
+    add_config_flags(evaluate, EVAL_GROUPS)
+    return parser
+
+
+def cli_values(args: argparse.Namespace) -> dict:
+    """The config fields given on the command line (None = not given)."""
+    names = {f.name for f in config_fields()}
+    return {k: v for k, v in vars(args).items() if k in names}
