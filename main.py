@@ -119,14 +119,14 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from envs.registry import UnknownTaskError
+    from envs.registry import TaskUnavailableError, UnknownTaskError
     from utils.checkpoint import CheckpointError
     args = build_parser().parse_args(argv)
     try:
         config = build_config(args.task or "SimpleDoorKey", cli_values(args))
         command = {"train": train_command, "eval": eval_command}[args.command]
         return command(config)
-    except (UsageError, ConfigError, UnknownTaskError, CheckpointError) as err:
+    except (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -28,10 +28,11 @@ class Minibatch:
 class RolloutBuffer:
     """Fixed-size storage for one rollout of ``num_steps`` steps from ``num_envs`` envs."""
 
-    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple, num_actions: int):
+    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple, num_actions: int,
+                 obs_dtype: torch.dtype = torch.uint8):
         self.num_steps, self.num_envs = num_steps, num_envs
         shape = (num_steps, num_envs)
-        self.obs = torch.zeros(shape + tuple(obs_shape), dtype=torch.uint8)
+        self.obs = torch.zeros(shape + tuple(obs_shape), dtype=obs_dtype)
         self.actions = torch.zeros(shape, dtype=torch.long)
         self.logprobs = torch.zeros(shape)
         self.values = torch.zeros(shape)

@@ -98,9 +98,12 @@ def run_episodes(task: str, seeds: list[int | None], policy, frame_stack: int = 
     """One episode per seed with ``policy``; ``env_pool`` reuses already built envs (at least len(seeds))."""
     pool = env_pool if env_pool is not None else [task_envs.make_env(task) for _ in seeds]
     envs = pool[:len(seeds)]
-    frames = FrameStack(len(envs), envs[0].observation_space.shape, frame_stack)
+    space = envs[0].observation_space
+    frames = FrameStack(len(envs), space.shape, frame_stack, space.dtype)
     for i, (env, seed) in enumerate(zip(envs, seeds)):
         frames.start(i, env.reset(seed=seed)[0])
+    if not hasattr(envs[0], "seen"):  # only the MiniGrid rooms can draw their remembered map
+        num_videos = 0
     videos = [[render_remembered_map(envs[i])] for i in range(min(num_videos, len(envs)))]
 
     returns, lengths = np.zeros(len(envs)), np.zeros(len(envs), dtype=np.int64)

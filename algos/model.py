@@ -84,40 +84,70 @@ class EgocentricCrop(nn.Module):
         return flat.gather(2, index.unsqueeze(1).expand(-1, channels, -1)).view(batch, channels, self.size, self.size)
 
 
-class ActorCritic(nn.Module):
-    """Actor-critic for observations of shape ``(4 * frame_stack, width, height)``.
+class GridEncoder(nn.Module):
+    """Remembered map ``(4 * k, W, H)`` -> feature vector: egocentric crop, one-hot cells, CNN, linear."""
 
-    Args:
-        obs_shape: observation shape.
-        num_actions: size of the discrete action space.
-        hidden_size: width of the feature vector (and of the LSTM).
-        recurrent: add an LSTM between the features and the heads.
-        ego_size: side of the agent-centred view the CNN sees (odd); 0 = use the map as it is.
-    """
-
-    def __init__(self, obs_shape: tuple[int, int, int], num_actions: int, hidden_size: int = 128,
-                 recurrent: bool = False, ego_size: int = 11):
+    def __init__(self, obs_shape: tuple[int, int, int], hidden_size: int, ego_size: int):
         super().__init__()
         channels, width, height = obs_shape
         if channels % len(CHANNEL_SIZES):
             raise ValueError(f"observation has {channels} channels, expected a multiple of {len(CHANNEL_SIZES)}")
-        self.obs_shape = tuple(obs_shape)
-        self.num_actions = num_actions
-        self.hidden_size = hidden_size
-        self.recurrent = recurrent
-        self.ego_size = ego_size
         self.view = EgocentricCrop(width, height, ego_size) if ego_size else nn.Identity()
         if ego_size:
             width = height = ego_size
         self.encode = OneHotCells(channels // len(CHANNEL_SIZES))
         layers = [_init(nn.Conv2d(self.encode.out_channels, 16, 3, padding=1)), nn.ReLU(), nn.MaxPool2d(2),
                   _init(nn.Conv2d(16, 32, 3, padding=1)), nn.ReLU()]
-        if min(width, height) // 2 >= 8:  # large rooms (TwoDoor): pool once more to keep the net small
+        if min(width, height) // 2 >= 8:  # large maps: pool once more to keep the net small
             layers.append(nn.MaxPool2d(2))
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, self.encode.out_channels, width, height)).numel()
         self.features = nn.Sequential(nn.Flatten(), _init(nn.Linear(flat, hidden_size)), nn.ReLU())
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        planes = self.encode(self.view(obs)).contiguous(memory_format=torch.channels_last)
+        return self.features(self.conv(planes))
+
+
+class VectorEncoder(nn.Module):
+    """Flat observation (e.g. Habitat's symbolic state) -> feature vector: a two-layer MLP."""
+
+    def __init__(self, obs_dim: int, hidden_size: int):
+        super().__init__()
+        self.net = nn.Sequential(_init(nn.Linear(obs_dim, hidden_size)), nn.ReLU(),
+                                 _init(nn.Linear(hidden_size, hidden_size)), nn.ReLU())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float())
+
+
+class ActorCritic(nn.Module):
+    """Actor-critic for remembered maps ``(4 * frame_stack, W, H)`` or flat vectors ``(D,)``.
+
+    Args:
+        obs_shape: observation shape.
+        num_actions: size of the discrete action space.
+        hidden_size: width of the feature vector (and of the LSTM).
+        recurrent: add an LSTM between the features and the heads.
+        ego_size: for maps, side of the agent-centred view the CNN sees (odd); 0 = the map as it is.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden_size: int = 128,
+                 recurrent: bool = False, ego_size: int = 11):
+        super().__init__()
+        self.obs_shape = tuple(obs_shape)
+        self.num_actions = num_actions
+        self.hidden_size = hidden_size
+        self.recurrent = recurrent
+        self.ego_size = ego_size if len(obs_shape) == 3 else 0
+        if len(obs_shape) == 3:
+            self.encoder = GridEncoder(self.obs_shape, hidden_size, ego_size)
+        elif len(obs_shape) == 1:
+            self.encoder = VectorEncoder(obs_shape[0], hidden_size)
+        else:
+            raise ValueError(f"observations must be maps (C, W, H) or vectors (D,), got shape {obs_shape}")
         if recurrent:
             self.lstm = nn.LSTM(hidden_size, hidden_size)
             for name, param in self.lstm.named_parameters():
@@ -127,7 +157,6 @@ class ActorCritic(nn.Module):
                     nn.init.orthogonal_(param, 1.0)
         self.actor = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, num_actions), 0.01))
         self.critic = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, 1), 1.0))
-        self.to(memory_format=torch.channels_last)
 
     def config(self) -> dict:
         """JSON-able constructor arguments, stored in checkpoints."""
@@ -141,17 +170,13 @@ class ActorCritic(nn.Module):
         zeros = torch.zeros(1, batch_size, self.hidden_size, device=device)
         return zeros, zeros.clone()
 
-    def _embed(self, obs: torch.Tensor) -> torch.Tensor:
-        planes = self.encode(self.view(obs)).contiguous(memory_format=torch.channels_last)
-        return self.features(self.conv(planes))
-
     def forward(self, obs: torch.Tensor, state=None, episode_starts: torch.Tensor | None = None):
         """Logits ``(B, A)``, values ``(B,)`` and the next recurrent state.
 
         For the recurrent net ``obs`` is a sequence ``(T * B, ...)`` in time-major order, ``state`` the LSTM
         state before its first step and ``episode_starts`` ``(T * B,)`` flags that reset the state.
         """
-        hidden = self._embed(obs)
+        hidden = self.encoder(obs)
         if self.recurrent:
             hidden, state = self._unroll(hidden, state, episode_starts)
         return self.actor(hidden), self.critic(hidden).squeeze(-1), state

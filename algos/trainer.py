@@ -85,7 +85,8 @@ def train_run(config: RunConfig, seed: int, run_dir: Path, stream=None) -> Train
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=1e-5)
     schedule = distillation_schedule(config)
     teacher = build_teacher(config, config.num_envs, seed) if config.teacher != "none" else None
-    buffer = RolloutBuffer(config.num_steps, config.num_envs, envs.observation_shape, envs.num_actions)
+    obs_dtype = torch.from_numpy(envs.obs[:1]).dtype
+    buffer = RolloutBuffer(config.num_steps, config.num_envs, envs.observation_shape, envs.num_actions, obs_dtype)
     collector = RolloutCollector(envs, model, device, seed)
     settings = ppo_settings(config)
     update_generator = torch.Generator().manual_seed(seed)

@@ -2,7 +2,7 @@
 import importlib
 import pkgutil
 
-from envs.registry import TASKS, TaskSpec, UnknownTaskError, get_task, register_task
+from envs.registry import TASKS, TaskSpec, TaskUnavailableError, UnknownTaskError, get_task, register_task
 
 for _module in pkgutil.iter_modules(importlib.import_module("envs.tasks").__path__):
     importlib.import_module(f"envs.tasks.{_module.name}")
@@ -15,4 +15,4 @@ def make_env(task: str, **overrides):
     return gym.make(spec.env_id, disable_env_checker=True, **overrides).unwrapped
 
 
-__all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "get_task", "make_env", "register_task"]
+__all__ = ["TASKS", "TaskSpec", "TaskUnavailableError", "UnknownTaskError", "get_task", "make_env", "register_task"]

@@ -27,6 +27,10 @@ class UnknownTaskError(ValueError):
     """Raised for a task name that is not registered."""
 
 
+class TaskUnavailableError(RuntimeError):
+    """A registered task cannot run on this machine (e.g. Habitat without habitat-sim); says how to fix it."""
+
+
 def register_task(name: str, entry_point: str, family: str = "minigrid", **kwargs) -> TaskSpec:
     """Register ``name`` with gymnasium as ``LLM4Teach/<name>-v0`` and in :data:`TASKS`."""
     env_id = f"LLM4Teach/{name}-v0"

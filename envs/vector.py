@@ -24,15 +24,15 @@ class FinishedEpisode:
 class FrameStack:
     """The last ``frames`` observations of each of ``num_envs`` envs, stacked along the channel axis."""
 
-    def __init__(self, num_envs: int, frame_shape: tuple[int, int, int], frames: int = 1):
+    def __init__(self, num_envs: int, frame_shape: tuple[int, ...], frames: int = 1, dtype=np.uint8):
         self.frames = frames
         self.frame_channels = frame_shape[0]
         self.shape = (frame_shape[0] * frames,) + tuple(frame_shape[1:])
-        self.obs = np.zeros((num_envs,) + self.shape, dtype=np.uint8)
+        self.obs = np.zeros((num_envs,) + self.shape, dtype=dtype)
 
     def start(self, i: int, obs: np.ndarray) -> None:
         """A new episode: every slot holds its first observation."""
-        self.obs[i] = np.tile(obs, (self.frames, 1, 1))
+        self.obs[i] = np.tile(obs, (self.frames,) + (1,) * (obs.ndim - 1))
 
     def push(self, i: int, obs: np.ndarray) -> None:
         """Drop env ``i``'s oldest frame and append ``obs``."""
@@ -58,7 +58,8 @@ class EnvBatch:
             raise ValueError("EnvBatch needs at least one environment")
         self.envs = envs
         self.num_envs = len(envs)
-        self.frames = FrameStack(self.num_envs, envs[0].observation_space.shape, frame_stack)
+        space = envs[0].observation_space
+        self.frames = FrameStack(self.num_envs, space.shape, frame_stack, space.dtype)
         self.observation_shape = self.frames.shape
         self.num_actions = int(envs[0].action_space.n)
         seeds = (np.random.SeedSequence(seed).generate_state(self.num_envs) if seed is not None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 
+from typing import Callable
+
 from planners.mediator import COLOR_NAMES, Option, Plan, parse_plan
 
 log = logging.getLogger(__name__)
@@ -37,11 +39,18 @@ def restore_colors(text: str, colors: list[str]) -> str:
 
 
 class Planner:
-    """Asks a plan source about sentences and remembers the parsed answers."""
+    """Asks a plan source about sentences and remembers the parsed answers.
 
-    def __init__(self, source, abstract_color_words: bool = False):
+    Args:
+        source: anything with ``plan_distribution(sentence) -> [(plan_text, probability)] | None``.
+        abstract_color_words: replace colours by color1/color2 before asking (ColoredDoorKey).
+        parse: plan text -> options (the MiniGrid parser by default; Habitat brings its own).
+    """
+
+    def __init__(self, source, abstract_color_words: bool = False, parse: Callable[[str], Plan] = parse_plan):
         self.source = source
         self.abstract_color_words = abstract_color_words
+        self.parse = parse
         self._cache: dict[str, list[tuple[Plan, float]]] = {}
         self.unanswered_sentences: dict[str, int] = {}
         self.unknown_options: dict[str, int] = {}
@@ -70,7 +79,7 @@ class Planner:
             return [(EXPLORE_PLAN, 1.0)]
         merged: dict[Plan, float] = {}
         for text, prob in answer:
-            plan = parse_plan(restore_colors(text, colors)) or EXPLORE_PLAN
+            plan = self.parse(restore_colors(text, colors)) or EXPLORE_PLAN
             for option in plan:
                 if option.skill == "unknown":
                     self.unknown_options[option.target] = self.unknown_options.get(option.target, 0) + 1

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_DIR / "configs"
+
+
+def project_path(path: str) -> Path:
+    """``path`` as given if absolute or present from the working folder, else relative to the project."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() or candidate.exists() else PROJECT_DIR / candidate
 
 
 class ConfigError(ValueError):
@@ -53,6 +60,8 @@ class RunConfig:
     naming: str | None = _opt("object naming in sentences (set by the task config)", "task",
                               choices=("plain", "colored", "numbered"))
     recorded_table: str | None = _opt("table of the recorded-plans file used by --planner recorded", "task")
+    recorded_plans: str | None = _opt("recorded-plans JSON file (relative paths are taken from the project "
+                                      "folder); a live LLM's cache can be exported to this format", "teacher")
     prompt: dict | None = field(default=None, metadata={"group": "task", "cli": False})
 
     # --- environments and student -----------------------------------------------------------------
