@@ -1,0 +1,33 @@
+"""Shared test helpers: small observations built by hand, rollouts, quiet torch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
+
+torch.set_num_threads(1)
+
+KEY, DOOR, WALL, EMPTY, LAVA = (OBJECT_TO_IDX[n] for n in ("key", "door", "wall", "empty", "lava"))
+
+
+def room_obs(width: int = 7, height: int = 7, agent=(2, 2), direction: int = 0, carrying=None,
+             objects=(), unseen=()) -> np.ndarray:
+    """A fully seen walled room (4, W, H) with objects ``[(kind, colour, (x, y), state)]`` and unseen cells."""
+    obs = np.zeros((4, width, height), dtype=np.uint8)
+    obs[0] = EMPTY
+    obs[0, 0, :] = obs[0, -1, :] = obs[0, :, 0] = obs[0, :, -1] = WALL
+    obs[1, obs[0] == WALL] = COLOR_TO_IDX["grey"]
+    for kind, color, (x, y), state in objects:
+        obs[:3, x, y] = (kind, COLOR_TO_IDX[color], state)
+    for x, y in unseen:
+        obs[:3, x, y] = 0
+    ax, ay = agent
+    obs[:3, ax, ay] = (carrying[0], COLOR_TO_IDX[carrying[1]], 0) if carrying else (EMPTY, 0, 0)
+    obs[3, ax, ay] = direction + 1
+    return obs
+
+
+@pytest.fixture
+def make_room():
+    return room_obs
