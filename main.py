@@ -118,15 +118,45 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
             f"student {checkpoint} (iteration {meta.get('iteration')}, {meta.get('env_steps'):,} env steps)")
 
 
+def cache_command(args) -> int:
+    """Export an LLM answer cache to the recorded-plans JSON format, or import such a file into a cache."""
+    from planners.answer_cache import AnswerCache, CacheKey
+    from planners.llm_source import system_prompt
+    config = build_config(args.task, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
+                                      if getattr(args, k, None) is not None})
+    with AnswerCache(args.cache) as cache:
+        template = CacheKey.build(config.llm_model, system_prompt(config.prompt), "", config.llm_temperature,
+                                  config.llm_samples)
+        task = config.task.lower()
+        if args.action == "export":
+            document = cache.export_json(args.json, task, None if args.all_settings else template)
+            print(f"exported {len(document[task])} sentences of {config.task} from {args.cache} to {args.json}")
+        else:
+            if not Path(args.json).is_file():
+                raise UsageError(f"no file {args.json} to import")
+            table = args.table or config.recorded_table
+            count = cache.import_json(args.json, table, template)
+            print(f"imported {count} sentences of table '{table}' from {args.json} into {args.cache} "
+                  f"(model {config.llm_model}, temperature {config.llm_temperature}, n {config.llm_samples})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from envs.registry import TaskUnavailableError, UnknownTaskError
+    from planners.answer_cache import CacheCorruptError
+    from planners.llm_client import LLMServerError
+    from planners.llm_source import LLMGarbageError
     from utils.checkpoint import CheckpointError
+    bad_input = (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError,
+                 CacheCorruptError, LLMServerError, LLMGarbageError)
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "cache":
+            return cache_command(args)
         config = build_config(args.task or "SimpleDoorKey", cli_values(args))
         command = {"train": train_command, "eval": eval_command}[args.command]
         return command(config)
-    except (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError) as err:
+    except bad_input as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

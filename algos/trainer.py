@@ -38,6 +38,7 @@ class TrainResult:
     steps_to_threshold: int | None  # first eval with success >= 0.9
     env_steps_per_second: float
     teacher_fallbacks: int
+    llm: dict  # LLM call and cache counters (empty without a live LLM)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -127,6 +128,7 @@ def train_run(config: RunConfig, seed: int, run_dir: Path, stream=None) -> Train
                             "charts/success_rate": np.mean([e.success for e in stats.episodes])})
         if teacher is not None:
             scalars["teacher/fallbacks"] = teacher.planner.fallback_count
+            scalars.update({f"teacher/{k}": v for k, v in llm_counters(teacher).items()})
             if stats.agreement is not None:
                 scalars["teacher/agreement"] = stats.agreement
         logger.scalars(scalars, env_steps)
@@ -144,13 +146,29 @@ def train_run(config: RunConfig, seed: int, run_dir: Path, stream=None) -> Train
         if (iteration + 1) % max(config.log_interval, 1) == 0 or last_iteration:
             logger.line(_progress_line(iteration + 1, config.n_itr, env_steps, sps, recent_episodes, coef,
                                        losses, last_eval))
+    counters = llm_counters(teacher) if teacher is not None else {}
+    if counters:
+        logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences answered "
+                    f"from the cache, {counters['cache_misses']} asked live, {counters['outage_answers']} stand-in "
+                    f"answers during outages, {counters['llm_seconds']:.1f}s waiting")
     logger.close()
     envs.close()
     result = TrainResult(str(run_dir), env_steps, config.n_itr, last_eval.success_rate if last_eval else None,
                          steps_to_threshold, env_steps / (time.perf_counter() - start_time),
-                         teacher.planner.fallback_count if teacher else 0)
+                         teacher.planner.fallback_count if teacher else 0, counters)
     (run_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def llm_counters(teacher) -> dict:
+    """LLM call/cache counters of a teacher whose planner asks a live LLM; {} for other planners."""
+    source = teacher.planner.source
+    if not hasattr(source, "counters"):
+        return {}
+    counters = source.counters()
+    return {"llm_calls": counters["llm_calls"], "cache_hits": counters["cache_hits"],
+            "cache_misses": counters["cache_misses"], "outage_answers": counters["outage_answers"],
+            "llm_seconds": counters["teacher_seconds"]}
 
 
 def _save(path: Path, model, optimizer, config: RunConfig, seed: int, iteration: int, env_steps: int) -> None:

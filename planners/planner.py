@@ -60,12 +60,22 @@ class Planner:
         """Distribution over plans for ``sentence``; probabilities sum to 1."""
         plans = self._cache.get(sentence)
         if plans is None:
-            plans = self._cache[sentence] = self._ask(sentence)
+            plans, temporary = self._ask(sentence)
+            if not temporary:  # stand-in answers during an LLM outage are asked again later
+                self._cache[sentence] = plans
         if sentence in self.unanswered_sentences:
             self.unanswered_sentences[sentence] += 1
         return plans
 
-    def _ask(self, sentence: str) -> list[tuple[Plan, float]]:
+    def prefetch(self, sentences: list[str]) -> None:
+        """Ask about several new sentences at once when the source can take concurrent questions."""
+        new = [s for s in dict.fromkeys(sentences) if s not in self._cache]
+        if len(new) > 1 and getattr(self.source, "concurrent", False):
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=min(len(new), 8)) as pool:
+                list(pool.map(self.plans_for, new))
+
+    def _ask(self, sentence: str) -> tuple[list[tuple[Plan, float]], bool]:
         self.queries += 1
         colors: list[str] = []
         asked = sentence
@@ -76,7 +86,7 @@ class Planner:
             log.warning("no plan for %r from the %s planner: falling back to explore",
                         asked, getattr(self.source, "name", "plan"))
             self.unanswered_sentences[sentence] = 0
-            return [(EXPLORE_PLAN, 1.0)]
+            return [(EXPLORE_PLAN, 1.0)], False
         merged: dict[Plan, float] = {}
         for text, prob in answer:
             plan = self.parse(restore_colors(text, colors)) or EXPLORE_PLAN
@@ -85,7 +95,7 @@ class Planner:
                     self.unknown_options[option.target] = self.unknown_options.get(option.target, 0) + 1
             merged[plan] = merged.get(plan, 0.0) + prob
         total = sum(merged.values())
-        return [(plan, prob / total) for plan, prob in merged.items()]
+        return [(plan, prob / total) for plan, prob in merged.items()], getattr(answer, "temporary", False)
 
     @property
     def fallback_count(self) -> int:

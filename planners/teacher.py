@@ -84,21 +84,24 @@ class Teacher:
     def action_probs(self, observations: np.ndarray) -> np.ndarray:
         """``(num_envs, 7)`` float32 action distributions for a batch of observations."""
         probs = np.empty((len(observations), NUM_ACTIONS), dtype=np.float32)
+        pending = []
         for i, obs in enumerate(observations):
-            probs[i] = self._probs_for(i, obs)
+            # The soft teacher is a pure function of the observation: remember recent answers.
+            key = obs.tobytes() if self.mode == "soft" else None
+            cached = self._answers.get(key) if key is not None else None
+            if cached is not None:
+                self.answer_cache_hits += 1
+                probs[i] = cached
+            else:
+                pending.append((i, obs, key, describe(obs, self.naming)))
+        # New sentences from several envs go to the planner together (concurrent LLM requests).
+        self.planner.prefetch([scene.sentence for _, _, _, scene in pending])
+        for i, obs, key, scene in pending:
+            probs[i] = self._probs_for(i, obs, key, scene)
         self.steps += len(observations)
         return probs
 
-    def _probs_for(self, env_index: int, obs: np.ndarray) -> np.ndarray:
-        key = None
-        if self.mode == "soft":
-            # The soft teacher is a pure function of the observation: remember recent answers.
-            key = obs.tobytes()
-            cached = self._answers.get(key)
-            if cached is not None:
-                self.answer_cache_hits += 1
-                return cached
-        scene = describe(obs, self.naming)
+    def _probs_for(self, env_index: int, obs: np.ndarray, key: bytes | None, scene) -> np.ndarray:
         ctx = SkillContext(obs, scene, self.paths)
         if self.mode == "soft":
             probs = np.zeros(NUM_ACTIONS, dtype=np.float32)

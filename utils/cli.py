@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``main.py`` parser with its ``train`` and ``eval`` subcommands."""
     parser = argparse.ArgumentParser(
         prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache}")
     train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
                                 description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
                                             "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
@@ -61,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(--eval_teacher); prints mean return, mean length and success "
                                                "rate and writes results JSON and a GIF into --savedir.")
     add_config_flags(evaluate, EVAL_GROUPS)
+    cache = commands.add_parser("cache", help="export/import the LLM answer cache as recorded-plans JSON",
+                                description="Share or replay a live LLM's answers: 'export' writes the cached "
+                                            "answers of a task in the recorded-plans format (usable with "
+                                            "--planner recorded --recorded_plans FILE); 'import' pre-fills a "
+                                            "cache from such a file so --planner llm replays it without calls.")
+    cache.add_argument("action", choices=("export", "import"), help="direction")
+    cache.add_argument("--task", default="SimpleDoorKey", help="task whose sentences are exported/imported")
+    cache.add_argument("--cache", required=True, help="answer cache file (SQLite), e.g. log/llm_cache.sqlite")
+    cache.add_argument("--json", required=True, help="recorded-plans JSON file to write or read")
+    cache.add_argument("--table", default=None, help="import: table of the JSON file (default: the task's)")
+    cache.add_argument("--llm_model", default=None, help="model the answers belong to (default from configs)")
+    cache.add_argument("--llm_temperature", type=float, default=None, help="sampling temperature of the answers")
+    cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
+    cache.add_argument("--all_settings", action="store_true",
+                       help="export: include answers of every model/prompt/sampling setting")
     return parser
 
 

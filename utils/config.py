@@ -97,6 +97,20 @@ class RunConfig:
     offline_planner: bool = field(default=False, metadata={
         "help": "same as --planner recorded (paper's flag; recorded is already the default)",
         "group": "teacher", "flag": True})
+    llm_url: str | None = _opt("--planner llm: server root speaking the OpenAI chat-completions format "
+                               "(FastChat, vLLM, Ollama, llama.cpp, utils.chatglm_api)", "teacher")
+    llm_model: str | None = _opt("--planner llm: model name sent to the server", "teacher")
+    llm_temperature: float | None = _opt("--planner llm: sampling temperature", "teacher")
+    llm_samples: int | None = _opt("--planner llm: answers asked per new sentence; their plan frequencies "
+                                   "are the plan probabilities", "teacher")
+    llm_timeout: float | None = _opt("--planner llm: seconds allowed per HTTP request", "teacher")
+    llm_max_retries: int | None = _opt("--planner llm: retries on connection errors, 429 and 5xx", "teacher")
+    llm_max_concurrency: int | None = _opt("--planner llm: most requests in flight at once", "teacher")
+    llm_max_reasks: int | None = _opt("--planner llm: rounds of re-asking unparseable answers", "teacher")
+    llm_cache: str | None = _opt("--planner llm: answer cache (SQLite); default <logdir>/llm_cache.sqlite",
+                                 "teacher")
+    llm_api_key_env: str | None = _opt("--planner llm: NAME of the environment variable holding the API key "
+                                       "(the key itself is never logged or saved)", "teacher")
     distill_initial: float | None = _opt("distillation coefficient at the first update", "teacher")
     distill_decay: float | None = _opt("coefficient decrease per update", "teacher")
     distill_floor: float | None = _opt("lowest coefficient before it is switched off", "teacher")
@@ -119,10 +133,11 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-POSITIVE_INTS = ("num_envs", "frame_stack", "hidden_size", "n_itr", "num_steps", "update_epochs",
-                 "num_minibatches", "num_eval")
+POSITIVE_INTS = ("num_envs", "frame_stack", "hidden_size", "n_itr", "num_steps", "update_epochs", "num_minibatches",
+                 "num_eval", "llm_samples", "llm_max_concurrency")
 NON_NEGATIVE = ("ego_size", "eval_interval", "save_interval", "log_interval", "num_videos", "distill_off_after",
-                "distill_initial", "distill_decay", "distill_floor", "ent_coef", "vf_coef", "torch_threads")
+                "distill_initial", "distill_decay", "distill_floor", "ent_coef", "vf_coef", "torch_threads",
+                "llm_max_retries", "llm_max_reasks")
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -172,7 +187,7 @@ def validate(config: RunConfig) -> None:
     """Reject missing or out-of-range settings with a one-line message."""
     for f in config_fields():
         if getattr(config, f.name) is None and f.metadata.get("group") not in ("run",) and f.name not in (
-                "total_steps", "prompt", "naming", "recorded_table"):
+                "total_steps", "prompt", "naming", "recorded_table", "llm_cache"):
             raise ConfigError(f"setting '{f.name}' has no value: add it to configs/defaults.yaml or pass --{f.name}")
     for name in POSITIVE_INTS:
         if getattr(config, name) <= 0:

@@ -1,0 +1,303 @@
+"""Tests for planners.llm_client against real HTTP servers on 127.0.0.1."""
+
+import json
+import logging
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
+
+from planners.llm_client import ChatCompletionsClient, LLMServerError  # noqa: E402
+
+PATH = "/v1/chat/completions"
+PLAN_A = "Action: {go to <key>, pick up <key>}"
+PLAN_B = "Action: {explore}"
+MESSAGES = [{"role": "system", "content": "You are a teacher."}, {"role": "user", "content": "Agent sees <key>."}]
+SECRET = "sk-test-0123456789-very-secret"
+
+
+def chat_reply(contents, status=200, headers=None):
+    """An OpenAI chat-completions response carrying ``contents`` as choices."""
+    body = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake",
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"}
+            for i, c in enumerate(contents)
+        ],
+    }
+    return Response(json.dumps(body), status=status, headers=headers, content_type="application/json")
+
+
+@pytest.fixture(scope="module")
+def shared_server():
+    # One threaded server per module: stopping a server takes ~0.5 s.
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server(shared_server):
+    shared_server.clear()
+    yield shared_server
+    shared_server.clear()
+
+
+@pytest.fixture
+def own_server():
+    """A private server, for tests whose slow handlers outlive the test."""
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    yield srv
+    srv.clear()
+    srv.stop()
+
+
+def make_client(server_or_url, **overrides):
+    base = server_or_url if isinstance(server_or_url, str) else f"http://127.0.0.1:{server_or_url.port}"
+    settings = dict(model="fake-model", temperature=0.5, timeout=5.0, max_retries=2,
+                    backoff_base=0.01, max_backoff=0.05, max_concurrency=4)
+    settings.update(overrides)
+    return ChatCompletionsClient(base, **settings)
+
+
+def bodies(server):
+    return [json.loads(request.get_data()) for request, _ in server.log]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_n_honoured_makes_one_request_with_openai_body(server):
+    def handler(request: Request):
+        n = request.json["n"]
+        return chat_reply([PLAN_A] * 7 + [PLAN_B] * (n - 7))
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    client = make_client(server)
+    answers = client.complete(MESSAGES, 10)
+
+    assert answers.count(PLAN_A) == 7 and answers.count(PLAN_B) == 3
+    assert client.requests_made == 1 and len(server.log) == 1
+    assert client.server_honours_n is True
+    (body,) = bodies(server)
+    assert body == {"model": "fake-model", "messages": MESSAGES, "temperature": 0.5, "n": 10, "max_tokens": 256}
+
+
+def test_server_ignoring_n_is_filled_with_concurrent_single_requests(server):
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def handler(request: Request):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        return chat_reply([PLAN_A])  # always one choice, whatever n says
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    client = make_client(server, max_concurrency=4)
+
+    answers = client.complete(MESSAGES, 10)
+    assert answers == [PLAN_A] * 10
+    assert client.server_honours_n is False
+    assert [b["n"] for b in bodies(server)] == [10] + [1] * 9
+    assert 1 < peak[0] <= 4, "fill-up requests should run concurrently, bounded by max_concurrency"
+
+    # Now the client knows: the next call goes straight to single requests.
+    server.clear_log()
+    assert client.complete(MESSAGES, 3) == [PLAN_A] * 3
+    assert [b["n"] for b in bodies(server)] == [1, 1, 1]
+    assert client.requests_made == 13
+
+
+def test_partial_choices_are_topped_up(server):
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([PLAN_B] * min(request.json["n"], 4)))
+    client = make_client(server)
+    assert client.complete(MESSAGES, 6) == [PLAN_B] * 6
+    assert [b["n"] for b in bodies(server)] == [6, 1, 1]
+
+
+def test_server_rejecting_n_falls_back_to_single_requests(server):
+    def handler(request: Request):
+        if request.json["n"] > 1:
+            return Response('{"error": {"message": "n must be 1"}}', status=400)
+        return chat_reply([PLAN_A])
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    client = make_client(server)
+    assert client.complete(MESSAGES, 3) == [PLAN_A] * 3
+    assert client.server_honours_n is False
+    assert len(server.log) == 4
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+def test_base_url_with_or_without_v1(server, suffix):
+    server.expect_request(PATH, method="POST").respond_with_handler(lambda request: chat_reply([PLAN_A]))
+    client = make_client(f"http://127.0.0.1:{server.port}{suffix}")
+    assert client.url == f"http://127.0.0.1:{server.port}{PATH}"
+    assert client.complete(MESSAGES, 1) == [PLAN_A]
+
+
+def test_http_500_is_retried_then_names_the_url(server):
+    server.expect_request(PATH, method="POST").respond_with_data("model crashed", status=500)
+    client = make_client(server, max_retries=2)
+    with pytest.raises(LLMServerError) as info:
+        client.complete(MESSAGES, 1)
+    message = str(info.value)
+    assert len(server.log) == 3 and client.requests_made == 3
+    assert client.url in message and "HTTP 500 after 2 retries" in message
+    assert "server is running" in message and "--llm_url" in message and "fake-model" in message
+    assert "\n" not in message
+
+
+def test_transient_500_recovers(server):
+    calls = []
+
+    def handler(request: Request):
+        calls.append(1)
+        return chat_reply([PLAN_A]) if len(calls) > 2 else Response("busy", status=503)
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    assert make_client(server, max_retries=3).complete(MESSAGES, 1) == [PLAN_A]
+    assert len(calls) == 3
+
+
+def test_429_honours_retry_after(server):
+    calls = []
+
+    def handler(request: Request):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return Response("slow down", status=429, headers={"Retry-After": "0.3"})
+        return chat_reply([PLAN_A])
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    client = make_client(server, backoff_base=0.001, max_backoff=5.0)
+    assert client.complete(MESSAGES, 1) == [PLAN_A]
+    assert calls[1] - calls[0] >= 0.25, "the client should wait as long as Retry-After says"
+
+
+def test_429_retry_after_is_capped_and_then_fails_clearly(server):
+    server.expect_request(PATH, method="POST").respond_with_data(
+        "rate limited", status=429, headers={"Retry-After": "120"})
+    client = make_client(server, max_retries=2, max_backoff=0.05)
+    start = time.monotonic()
+    with pytest.raises(LLMServerError) as info:
+        client.complete(MESSAGES, 1)
+    assert time.monotonic() - start < 2.0, "Retry-After must be capped by max_backoff"
+    assert "HTTP 429 after 2 retries" in str(info.value) and client.url in str(info.value)
+    assert len(server.log) == 3
+
+
+def test_connection_refused_fails_fast_and_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}"
+    client = make_client(url, max_retries=5, backoff_base=0.05, max_backoff=1.0)
+    start = time.monotonic()
+    with pytest.raises(LLMServerError) as info:
+        client.complete(MESSAGES, 4)
+    elapsed = time.monotonic() - start
+    message = str(info.value)
+    assert elapsed < 2.0, f"refused connection took {elapsed:.2f}s"
+    assert f"{url}/v1/chat/completions" in message and "connection refused" in message
+    assert "server is running" in message and "\n" not in message
+    assert client.requests_made == 3  # first try plus at most two short retries
+
+
+@pytest.mark.parametrize("status, hint", [(401, "LLM4TEACH_API_KEY"), (404, "serves model"), (400, "--llm_url")])
+def test_client_errors_are_not_retried(server, status, hint):
+    server.expect_request(PATH, method="POST").respond_with_data("nope", status=status)
+    client = make_client(server, max_retries=3)
+    with pytest.raises(LLMServerError) as info:
+        client.complete(MESSAGES, 1)
+    assert len(server.log) == 1
+    assert f"HTTP {status}" in str(info.value) and hint in str(info.value)
+
+
+def test_reply_that_is_not_chat_completions_is_a_clear_error(server):
+    server.expect_request(PATH, method="POST").respond_with_data("<html>proxy login</html>", status=200)
+    with pytest.raises(LLMServerError, match="not in chat-completions format"):
+        make_client(server).complete(MESSAGES, 1)
+
+
+def test_replies_without_choices_are_a_clear_error(server):
+    server.expect_request(PATH, method="POST").respond_with_handler(lambda request: chat_reply([]))
+    client = make_client(server)
+    with pytest.raises(LLMServerError, match="0 of 2 requested answers"):
+        client.complete(MESSAGES, 2)
+    assert len(server.log) == 3  # the n=2 request, then two single requests
+
+
+def test_timeout_is_retried_then_reported(own_server):
+    server = own_server
+
+    def handler(request: Request):
+        time.sleep(0.6)
+        return chat_reply([PLAN_A])
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    client = make_client(server, timeout=0.2, max_retries=1)
+    with pytest.raises(LLMServerError, match=r"no answer within 0\.2s after 1 retries"):
+        client.complete(MESSAGES, 1)
+    assert client.requests_made == 2
+
+
+def test_api_key_is_sent_but_never_shown(server, monkeypatch, caplog):
+    monkeypatch.setenv("LLM4TEACH_API_KEY", SECRET)
+    seen = []
+
+    def handler(request: Request):
+        seen.append(request.headers.get("Authorization"))
+        return Response("down", status=500)
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    client = make_client(server, max_retries=1)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(LLMServerError) as info:
+            client.complete(MESSAGES, 1)
+
+    assert seen == [f"Bearer {SECRET}"] * 2
+    settings = client.settings()
+    assert settings["api_key_env"] == "LLM4TEACH_API_KEY" and settings["api_key_set"] is True
+    exposed = [json.dumps(settings), repr(client), str(client), str(info.value), repr(info.value),
+               caplog.text, repr(vars(client))]
+    for text in exposed:
+        assert SECRET not in text
+
+
+def test_no_authorization_header_without_key(server, monkeypatch):
+    monkeypatch.delenv("LLM4TEACH_API_KEY", raising=False)
+    seen = []
+
+    def handler(request: Request):
+        seen.append(request.headers.get("Authorization"))
+        return chat_reply([PLAN_A])
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    client = make_client(server)
+    client.complete(MESSAGES, 1)
+    assert seen == [None] and client.settings()["api_key_set"] is False
+
+
+def test_settings_are_json_able_and_complete(server):
+    settings = make_client(server).settings()
+    assert json.loads(json.dumps(settings)) == settings
+    for name in ("url", "model", "temperature", "timeout", "max_retries", "backoff_base",
+                 "max_concurrency", "api_key_env"):
+        assert name in settings

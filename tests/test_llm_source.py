@@ -1,0 +1,214 @@
+"""Tests for planners.llm_source: soft plan distributions from a live (loopback) LLM server."""
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
+
+from planners.answer_cache import AnswerCache  # noqa: E402
+from planners.llm_client import ChatCompletionsClient, LLMServerError  # noqa: E402
+from planners.llm_source import LLMGarbageError, LLMPlanSource, TemporaryAnswer  # noqa: E402
+
+PATH = "/v1/chat/completions"
+PROMPT = "You teach an agent in a grid world. Answer with Action: {...}."
+SENTENCE = "Agent sees <key>, holds <nothing>."
+PLAN_A = "go to <key>, pick up <key>"
+PLAN_B = "explore"
+ANSWER_A = "The key is visible.\n**Action:** {Go to <key>, pick up <key>}"
+ANSWER_B = "动作如下。\nAction: {explore}"
+GARBAGE = "I am not sure what the agent should do."
+
+
+def chat_reply(contents):
+    body = {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": "fake",
+        "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"}
+                    for i, c in enumerate(contents)],
+    }
+    return Response(json.dumps(body), content_type="application/json")
+
+
+@pytest.fixture(scope="module")
+def shared_server():
+    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server(shared_server):
+    shared_server.clear()
+    yield shared_server
+    shared_server.clear()
+
+
+def make_source(server, cache, **overrides):
+    client = ChatCompletionsClient(f"http://127.0.0.1:{server.port}/v1", model="fake-model", temperature=0.7,
+                                   timeout=5.0, max_retries=1, backoff_base=0.01, max_backoff=0.05,
+                                   max_concurrency=4)
+    overrides.setdefault("task", "simpledoorkey")
+    return LLMPlanSource(client, cache, PROMPT, **overrides)
+
+
+def sent_n(server):
+    return [json.loads(request.get_data())["n"] for request, _ in server.log]
+
+
+def test_soft_distribution_from_n_answers(server, tmp_path):
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([ANSWER_A] * 7 + [ANSWER_B] * 3))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache)
+        distribution = source.plan_distribution(SENTENCE)
+
+    assert distribution == [(PLAN_A, 0.7), (PLAN_B, 0.3)]
+    assert sum(p for _, p in distribution) == pytest.approx(1.0)
+    assert source.llm_calls == 1 and len(server.log) == 1
+    assert (source.cache_misses, source.cache_hits, source.fallbacks) == (1, 0, 0)
+    assert source.teacher_seconds > 0
+    body = json.loads(server.log[0][0].get_data())
+    assert body["messages"] == [{"role": "system", "content": PROMPT}, {"role": "user", "content": SENTENCE}]
+    assert body["n"] == 10 and body["model"] == "fake-model"
+
+
+def test_second_run_is_served_from_the_cache_without_http(server, tmp_path):
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([ANSWER_A] * 7 + [ANSWER_B] * 3))
+    path = tmp_path / "c.sqlite"
+    with AnswerCache(path) as cache:
+        first = make_source(server, cache).plan_distribution(SENTENCE)
+    requests_after_first_run = len(server.log)
+    assert requests_after_first_run == 1
+
+    with AnswerCache(path) as cache:  # a new run: new client, new source, same cache file
+        source = make_source(server, cache)
+        second = source.plan_distribution(SENTENCE)
+        third = source.plan_distribution(SENTENCE)
+
+    assert second == third == first
+    assert len(server.log) == requests_after_first_run, "a cache hit must not touch the server"
+    assert (source.llm_calls, source.cache_hits, source.cache_misses) == (0, 2, 0)
+    assert source.client.requests_made == 0
+
+
+def test_server_ignoring_n_still_gives_the_soft_distribution(server, tmp_path):
+    served, lock = [0], threading.Lock()
+
+    def handler(request: Request):
+        with lock:
+            served[0] += 1
+            answer = ANSWER_A if served[0] <= 7 else ANSWER_B
+        return chat_reply([answer])  # one choice, whatever n says
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache)
+        distribution = source.plan_distribution(SENTENCE)
+
+    assert distribution == [(PLAN_A, 0.7), (PLAN_B, 0.3)]
+    assert len(server.log) == 10 and source.llm_calls == 10
+    assert sent_n(server) == [10] + [1] * 9
+
+
+def test_unparseable_answers_are_reasked_then_fall_back_to_explore(server, tmp_path):
+    rounds = {10: [ANSWER_A] * 6 + [GARBAGE] * 4, 4: [ANSWER_A] * 2 + [GARBAGE] * 2, 2: [GARBAGE, "Action: {}"]}
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply(rounds[request.json["n"]]))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, max_reasks=2)
+        distribution = source.plan_distribution(SENTENCE)
+        stored = cache.get(source.key_for(SENTENCE))
+
+    assert sent_n(server) == [10, 4, 2], "failed answers are re-asked together, max_reasks times"
+    assert distribution == [(PLAN_A, 0.8), ("explore", 0.2)]
+    assert source.fallbacks == 2 and source.llm_calls == 3
+    assert stored.parsed_plans.count(None) == 2 and stored.parsed_plans.count(PLAN_A) == 8
+    assert GARBAGE in stored.raw_answers and len(stored.raw_answers) == 10
+    assert stored.task == "simpledoorkey"
+
+
+def test_no_reasks_when_disabled(server, tmp_path):
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([ANSWER_A] * 5 + [GARBAGE] * 5))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, max_reasks=0)
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 0.5), ("explore", 0.5)]
+    assert sent_n(server) == [10] and source.fallbacks == 5
+
+
+def test_outage_answers_with_explore_caches_nothing_and_pauses_the_llm(server, tmp_path, caplog):
+    server.expect_request(PATH, method="POST").respond_with_data("down", status=503)
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, outage_cooldown=60.0)
+        answer = source.plan_distribution(SENTENCE)
+        again = source.plan_distribution("Agent sees <door>, holds <nothing>.")
+        assert len(cache) == 0
+    assert answer == [("explore", 1.0)] and isinstance(answer, TemporaryAnswer)
+    assert isinstance(again, TemporaryAnswer), "during the cooldown the LLM is not asked"
+    assert source.llm_calls == 2 and len(server.log) == 2  # first try + one retry, as configured
+    assert source.outage_answers == 2
+    assert any(f"127.0.0.1:{server.port}" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_outage_answers_from_the_fallback_source_then_asks_again_when_back(server, tmp_path):
+    class Recorded:
+        def plan_distribution(self, sentence):
+            return [(PLAN_A, 1.0)] if sentence == SENTENCE else None
+
+    server.expect_ordered_request(PATH, method="POST").respond_with_data("down", status=503)
+    server.expect_ordered_request(PATH, method="POST").respond_with_data("down", status=503)
+    server.expect_ordered_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([ANSWER_B] * request.json["n"]))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, fallback=Recorded(), outage_cooldown=0.0)
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 1.0)]
+        assert source.plan_distribution(SENTENCE) == [(PLAN_B, 1.0)], "asked again once the server is back"
+        assert len(cache) == 1
+
+
+def test_an_llm_speaking_garbage_stops_the_run_with_a_clear_error(server, tmp_path):
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([GARBAGE] * request.json["n"]))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, max_reasks=0, garbage_limit=2)
+        assert source.plan_distribution(SENTENCE) == [("explore", 1.0)]
+        with pytest.raises(LLMGarbageError, match="no parseable 'Action"):
+            source.plan_distribution("Agent sees <door>, holds <nothing>.")
+        assert len(cache) == 0, "garbage is not written to the cache"
+
+
+def test_cache_key_uses_model_name_and_sample_count(server, tmp_path):
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([ANSWER_B] * request.json["n"]))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        named = make_source(server, cache, model_name="glm-4-flash", n_samples=4)
+        assert named.plan_distribution(SENTENCE) == [(PLAN_B, 1.0)]
+        assert named.key_for(SENTENCE).model == "glm-4-flash"
+        # A different sample count is a different question: it goes to the server.
+        other = make_source(server, cache, model_name="glm-4-flash", n_samples=5)
+        other.plan_distribution(SENTENCE)
+    assert sent_n(server) == [4, 5]
+
+
+def test_teacher_seconds_measures_waiting(server, tmp_path):
+    def handler(request: Request):
+        time.sleep(0.1)
+        return chat_reply([ANSWER_A] * request.json["n"])
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache)
+        source.plan_distribution(SENTENCE)
+        waited = source.teacher_seconds
+        source.plan_distribution(SENTENCE)  # cache hit: no extra waiting
+    assert 0.1 <= waited < 2.0
+    assert source.teacher_seconds == waited
+    assert source.counters()["cache_hits"] == 1

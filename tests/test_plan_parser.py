@@ -1,0 +1,113 @@
+"""Tests for planners.plan_parser: finding and normalising the plan in LLM answers."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # let `pytest tests/...` import the project without installing it
+
+from planners import plan_parser  # noqa: E402
+from planners.plan_parser import extract_plan, normalise_plan  # noqa: E402
+
+KEY_PLAN = "go to <key>, pick up <key>"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Action: {go to <key>, pick up <key>}",
+        "action: {go to <key>, pick up <key>}",
+        "ACTIONS: {go to <key>, pick up <key>}",
+        "Action :   {  go  to <key> ,pick up   <key> }",
+        "**Action:** {go to <key>, pick up <key>}",
+        "**Action**: {Go To <KEY>, Pick Up <key>}.",
+        "`Action: {go to <key>, pick up <key>}`",
+        "```\nAction: {go to <key>, pick up <key>}\n```",
+        "```text\nAction: {go to <key>, pick up <key>}\n```",
+        "好的，智能体看到了钥匙。\nAction: {go to <key>, pick up <key>}",
+        "根据观察，Action：{go to <key>，pick up <key>}",
+        "Action: go to <key>, pick up <key>",
+        "Action: go to <key>, pick up <key>.",
+        "Action: {go to <key>, pick up <key>.}",
+        "Action: {go to < key >, pick up <key>}",
+        "Action: {1. go to <key>\n2. pick up <key>}",
+        "Action: {\n  - go to <key>,\n  - pick up <key>\n}",
+        "Action: {'go to <key>', 'pick up <key>'}",
+        "Action: {go to <key>; pick up <key>}",
+        "Reasoning: the key is visible.\nAction: {go to <key>, pick up <key>}\nThis will let the agent open the door.",
+    ],
+)
+def test_accepted_spellings_give_the_same_plan(answer):
+    assert extract_plan(answer) == KEY_PLAN
+
+
+def test_last_action_block_wins_over_a_restated_example():
+    answer = (
+        "As in the example, Agent sees <key>, holds <nothing>. Action: {go to <key>, pick up <key>}\n"
+        "Here the agent holds the key and sees the door, so\n"
+        "Action: {go to <door>, open <door>}"
+    )
+    assert extract_plan(answer) == "go to <door>, open <door>"
+
+
+def test_empty_last_block_is_unparseable_rather_than_the_earlier_example():
+    answer = "Example: Action: {go to <key>, pick up <key>}\nAction: {}"
+    assert extract_plan(answer) is None
+
+
+def test_prose_after_a_label_is_skipped():
+    answer = "Action: {explore}\nThe next action: depends on what the agent finds."
+    assert extract_plan(answer) == "explore"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "",
+        "I do not know what the agent should do.",
+        "Action: I think the agent should look around first",
+        "Action:",
+        "Action: {}",
+        "Action: { , . }",
+        "The transaction: {go to <key>}",
+    ],
+)
+def test_unparseable_answers_give_none(answer):
+    assert extract_plan(answer) is None
+
+
+def test_bare_explore_without_braces_is_accepted():
+    assert extract_plan("Action: Explore.") == "explore"
+
+
+def test_missing_closing_brace_takes_the_rest_of_the_line():
+    assert extract_plan("Action: {go to <door>, open <door>\nbecause the door is near") == (
+        "go to <door>, open <door>"
+    )
+
+
+def test_normalise_plan_canonical_form():
+    assert normalise_plan("  Go  to <Red  Key>,pick up <red key>. ") == "go to <red key>, pick up <red key>"
+    assert normalise_plan("explore,,") == "explore"
+    assert normalise_plan("") == ""
+
+
+def test_recorded_plans_survive_normalisation_and_parsing():
+    recorded = json.loads((ROOT / "planners" / "data" / "recorded_vicuna33b_plans.json").read_text())
+    plans = {item["plan"] for table in recorded.values() for entry in table for item in entry["plans"]}
+    assert len(plans) > 10, "the recorded file should contain plans"
+    for plan in plans:
+        normal = normalise_plan(plan)
+        assert normal == plan.strip()  # the table has one plan with a stray leading space
+        assert normalise_plan(normal) == normal
+        assert extract_plan("Action: {" + plan + "}") == normal
+
+
+def test_parser_never_evaluates_model_text():
+    source = Path(plan_parser.__file__).read_text()
+    assert "eval(" not in source and "literal_eval" not in source
+    # Text that would change if evaluated is returned as it was written.
+    assert extract_plan("Action: {1 + 1}") == "1 + 1"
