@@ -42,6 +42,31 @@ def _view_offsets(view_size: int) -> list[list[list[tuple[int, int]]]]:
     return offsets
 
 
+def _visible_cells(states: tuple[int, ...], size: int) -> list[int]:
+    """Which view cells are visible, given each cell's state (0 off grid, 1 opaque, 2 see-through).
+
+    MiniGrid's occlusion rule, row by row away from the agent: a visible see-through cell makes its lateral
+    neighbours visible and, one row further, the three cells ahead of it. Cells are indexed
+    ``depth * size + lateral`` as in ``_view_offsets``.
+    """
+    visible_cells = []
+    seeds = {size // 2}
+    for depth in range(size):
+        row = states[depth * size:(depth + 1) * size]
+        visible = {lat for lat in seeds if row[lat]}
+        for lat in sorted(visible):
+            for step in (-1, 1):
+                cur = lat
+                while row[cur] == 2 and 0 <= cur + step < size and cur + step not in visible and row[cur + step]:
+                    cur += step
+                    visible.add(cur)
+        visible_cells.extend(depth * size + lat for lat in sorted(visible))
+        seeds = {n for lat in visible if row[lat] == 2 for n in (lat - 1, lat, lat + 1) if 0 <= n < size}
+        if not seeds:
+            break
+    return visible_cells
+
+
 class RememberedMapEnv(MiniGridEnv):
     """Base class: a MiniGrid env with a fixed-size remembered-map observation.
 
@@ -56,8 +81,9 @@ class RememberedMapEnv(MiniGridEnv):
         super().__init__(mission_space=MissionSpace(mission_func=lambda: mission), width=width,
                          height=height, max_steps=max_steps, agent_view_size=agent_view_size, **kwargs)
         self.observation_space = spaces.Box(0, 255, shape=(NUM_CHANNELS, width, height), dtype=np.uint8)
-        self._offsets = _view_offsets(agent_view_size)
+        self._flat_offsets = [[cell for row in rows for cell in row] for rows in _view_offsets(agent_view_size)]
         self._half_view = agent_view_size // 2
+        self._visibility: dict[tuple, list[int]] = {}  # occlusion pattern -> visible view cells (memoised)
         self._world = np.zeros((3, width, height), dtype=np.uint8)
         self.memory = np.zeros((3, width, height), dtype=np.uint8)
         self.seen = np.zeros((width, height), dtype=bool)
@@ -99,41 +125,27 @@ class RememberedMapEnv(MiniGridEnv):
         self._world[:, x, y] = cell.encode() if cell is not None else EMPTY_CELL
 
     def _update_memory(self) -> None:
-        """Copy the cells the agent sees now from the world into the remembered map.
-
-        MiniGrid's occlusion rule, row by row away from the agent: a visible cell that does not block sight
-        makes its lateral neighbours visible and, one row further, the three cells ahead of it.
-        """
+        """Copy the cells the agent sees now from the world into the remembered map."""
         ax, ay = self.agent_pos
-        width, height, grid = self.width, self.height, self.grid
-        size = self.agent_view_size
-        seeds = {self._half_view}
-        for depth, row in enumerate(self._offsets[self.agent_dir]):
-            transparent = [False] * size
-            for lat, (dx, dy) in enumerate(row):
-                x, y = ax + dx, ay + dy
-                if 0 <= x < width and 0 <= y < height:
-                    cell = grid.get(x, y)
-                    transparent[lat] = cell is None or cell.see_behind() or depth == 0 and lat == self._half_view
-            visible = set(seeds)
-            for lat in sorted(seeds):  # spread sideways through cells that do not block sight
-                for step in (-1, 1):
-                    cur = lat
-                    while transparent[cur] and 0 <= cur + step < size and cur + step not in visible:
-                        cur += step
-                        visible.add(cur)
-            seeds = set()
-            for lat in visible:
-                dx, dy = row[lat]
-                x, y = ax + dx, ay + dy
-                if not (0 <= x < width and 0 <= y < height):
-                    continue
-                self.memory[:, x, y] = self._world[:, x, y]
-                self.seen[x, y] = True
-                if transparent[lat]:
-                    seeds.update(n for n in (lat - 1, lat, lat + 1) if 0 <= n < size)
-            if not seeds:
-                break
+        width, height, cells = self.width, self.height, self.grid.grid
+        offsets = self._flat_offsets[self.agent_dir]
+        states = []  # per view cell: 0 off the grid, 1 blocks sight, 2 lets sight through
+        for dx, dy in offsets:
+            x, y = ax + dx, ay + dy
+            if 0 <= x < width and 0 <= y < height:
+                cell = cells[y * width + x]
+                states.append(2 if cell is None or cell.see_behind() else 1)
+            else:
+                states.append(0)
+        states[self._half_view] = 2  # the agent's own cell never blocks its view
+        pattern = tuple(states)
+        visible = self._visibility.get(pattern)
+        if visible is None:
+            visible = self._visibility[pattern] = _visible_cells(pattern, self.agent_view_size)
+        xs = [ax + offsets[i][0] for i in visible]
+        ys = [ay + offsets[i][1] for i in visible]
+        self.memory[:, xs, ys] = self._world[:, xs, ys]
+        self.seen[xs, ys] = True
 
     def _observation(self) -> np.ndarray:
         obs = np.empty((NUM_CHANNELS, self.width, self.height), dtype=np.uint8)
