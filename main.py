@@ -1,8 +1,12 @@
 """LLM4Teach command line: ``python main.py train|eval [flags]`` (``--help`` on each lists every flag)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from utils.cli import build_parser, cli_values
@@ -19,26 +23,60 @@ def task_dir(config: RunConfig) -> Path:
     return Path(config.logdir) / "ppo" / config.task.lower()
 
 
-def train_command(config: RunConfig) -> int:
-    from algos.trainer import train_run
+def train_command(config: RunConfig, argv: list[str]) -> int:
+    from algos.rollout import StopFlag, TrainingInterrupted
+    from algos.trainer import CHECKPOINT_NAME, train_run
     if not config.savedir:
-        raise UsageError("train needs --savedir NAME (the run is written to "
-                         f"{task_dir(config)}/NAME)")
+        raise UsageError(f"train needs --savedir NAME (the run is written to {task_dir(config)}/NAME)")
+    if config.resume and config.overwrite:
+        raise UsageError("--resume continues a run and --overwrite starts it over: pass only one")
     base = task_dir(config) / config.savedir
     seeds = config.seed_list
     run_dirs = [base] if len(seeds) == 1 else [base / f"seed{s}" for s in seeds]
     for run_dir in run_dirs:
-        if not config.overwrite and (run_dir / "config.json").exists():
-            raise UsageError(f"{run_dir} already holds a run; choose another --savedir or pass --overwrite")
+        if config.resume and not (run_dir / CHECKPOINT_NAME).exists():
+            raise UsageError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}")
+        if not config.resume and not config.overwrite and (run_dir / "config.json").exists():
+            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to start "
+                             f"over, or choose another --savedir")
+    stop = StopFlag()
     results = []
-    for seed, run_dir in zip(seeds, run_dirs):
-        results.append(train_run(config, seed, run_dir))
+    with _stop_on_signals(stop):
+        for seed, run_dir in zip(seeds, run_dirs):
+            try:
+                results.append(train_run(config, seed, run_dir, resume=config.resume and run_dir.exists(),
+                                         stop=stop))
+            except TrainingInterrupted:
+                command = " ".join(["python main.py"] + [a for a in argv if a != "--overwrite"] +
+                                   ([] if "--resume" in argv else ["--resume"]))
+                print(f"stopped by {stop.signal_name}: saved {run_dir / CHECKPOINT_NAME}; resume with: {command}",
+                      file=sys.stderr)
+                return 143 if stop.signal_name == "SIGTERM" else 130
     for result in results:
         reached = f"{result.steps_to_threshold:,}" if result.steps_to_threshold else "not reached"
         final = f"{result.final_success_rate:.2f}" if result.final_success_rate is not None else "n/a"
         print(f"done: {result.run_dir} | {result.env_steps:,} env steps at {result.env_steps_per_second:,.0f}/s"
               f" | final eval success {final} | env steps to success >= 0.9: {reached}")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop):
+    """Ctrl-C / SIGTERM ask the trainer to stop after the current env step; a second Ctrl-C aborts at once."""
+    def handler(signum, _frame):
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.request(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def eval_command(config: RunConfig) -> int:
@@ -149,13 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     from utils.checkpoint import CheckpointError
     bad_input = (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError,
                  CacheCorruptError, LLMServerError, LLMGarbageError)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         if args.command == "cache":
             return cache_command(args)
         config = build_config(args.task or "SimpleDoorKey", cli_values(args))
-        command = {"train": train_command, "eval": eval_command}[args.command]
-        return command(config)
+        if args.command == "train":
+            return train_command(config, argv)
+        return eval_command(config)
     except bad_input as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR

@@ -11,6 +11,21 @@ from algos.buffer import RolloutBuffer
 from envs.vector import EnvBatch, FinishedEpisode
 
 
+class TrainingInterrupted(Exception):
+    """A stop was requested (Ctrl-C, SIGTERM): the rollout was abandoned mid-way."""
+
+
+class StopFlag:
+    """Set by a signal handler; the rollout checks it after every env step."""
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = ""
+
+    def request(self, signal_name: str = "stop") -> None:
+        self.requested, self.signal_name = True, signal_name
+
+
 @dataclass
 class RolloutStats:
     """What happened during one rollout."""
@@ -24,8 +39,10 @@ class RolloutStats:
 class RolloutCollector:
     """Keeps the envs' current observations (and LSTM state) between iterations and fills buffers."""
 
-    def __init__(self, envs: EnvBatch, model: torch.nn.Module, device: torch.device | str, seed: int = 0):
+    def __init__(self, envs: EnvBatch, model: torch.nn.Module, device: torch.device | str, seed: int = 0,
+                 stop: StopFlag | None = None):
         self.envs, self.model, self.device = envs, model, device
+        self.stop = stop or StopFlag()
         self.obs = envs.obs.copy()
         self.episode_starts = np.ones(envs.num_envs, dtype=bool)
         self.state = model.initial_state(envs.num_envs, device)
@@ -61,6 +78,8 @@ class RolloutCollector:
                     teacher.reset(episode.env_index)
             stats.episodes.extend(finished)
             self.obs, self.episode_starts = next_obs, dones
+            if self.stop.requested:
+                raise TrainingInterrupted(self.stop.signal_name)
         last_value = self.model(torch.from_numpy(self.obs).to(self.device), self.state,
                                 torch.from_numpy(self.episode_starts.astype(np.float32)).to(self.device))[1]
         buffer.compute_returns(last_value.cpu(), self.episode_starts, gamma, gae_lambda)

@@ -1,4 +1,10 @@
-"""Training one run: collect with the student, label with the teacher, PPO + distillation, evaluate, log, save."""
+"""Training one run: collect with the student, label with the teacher, PPO + distillation, evaluate, log, save.
+
+A run can be interrupted (Ctrl-C / SIGTERM: the current iteration is abandoned, the last completed one is
+saved) and resumed from its checkpoint with ``--resume``: model, optimizer, iteration and env-step counters
+(hence the distillation schedule), random generators, the evaluation curve and the TensorBoard step axis
+continue where they stopped. Episodes that were in progress restart from fresh layouts.
+"""
 from __future__ import annotations
 
 import csv
@@ -15,16 +21,17 @@ from algos.buffer import RolloutBuffer
 from algos.evaluate import EvalResult, StudentPolicy, evaluation_seeds, run_episodes
 from algos.model import ActorCritic
 from algos.ppo import PPOSettings, ppo_update
-from algos.rollout import RolloutCollector
+from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
 from algos.schedule import DistillationSchedule
 from envs.vector import EnvBatch
 from planners.factory import build_teacher
-from utils.checkpoint import save_checkpoint
+from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from utils.config import RunConfig
 from utils.logger import RunLogger
 
 SUCCESS_THRESHOLD = 0.9
 CURVE_FIELDS = ("iteration", "env_steps", "success_rate", "mean_return", "mean_length", "wall_seconds")
+CHECKPOINT_NAME = "acmodel.pt"
 
 
 @dataclass
@@ -51,11 +58,6 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def distillation_schedule(config: RunConfig) -> DistillationSchedule:
     """The config's schedule; plain PPO (teacher none) never distils."""
     if config.teacher == "none":
@@ -70,99 +72,9 @@ def ppo_settings(config: RunConfig) -> PPOSettings:
                        update_epochs=config.update_epochs, num_minibatches=config.num_minibatches)
 
 
-def train_run(config: RunConfig, seed: int, run_dir: Path, stream=None) -> TrainResult:
-    """Train one student with ``seed`` and write everything into ``run_dir``."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
-
-    envs = EnvBatch([task_envs.make_env(config.task) for _ in range(config.num_envs)], seed=seed,
-                    frame_stack=config.frame_stack)
-    model = ActorCritic(envs.observation_shape, envs.num_actions, config.hidden_size, config.recurrent,
-                         config.ego_size).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=1e-5)
-    schedule = distillation_schedule(config)
-    teacher = build_teacher(config, config.num_envs, seed) if config.teacher != "none" else None
-    obs_dtype = torch.from_numpy(envs.obs[:1]).dtype
-    buffer = RolloutBuffer(config.num_steps, config.num_envs, envs.observation_shape, envs.num_actions, obs_dtype)
-    collector = RolloutCollector(envs, model, device, seed)
-    settings = ppo_settings(config)
-    update_generator = torch.Generator().manual_seed(seed)
-
-    eval_seeds = evaluation_seeds(config.env_seed_list, config.num_eval, np.random.default_rng(seed + 1))
-    eval_pool = [task_envs.make_env(config.task) for _ in eval_seeds] if config.eval_interval else []
-    eval_policy = StudentPolicy(model, device, config.eval_deterministic, seed)
-
-    (run_dir / "config.json").write_text(json.dumps({**config.to_json(), "seed": seed}, indent=2))
-    logger = RunLogger(run_dir, f"{config.task} seed {seed}", stream)
-    logger.line(f"training {config.n_itr} iterations x {config.num_envs * config.num_steps} env steps, "
-                f"teacher={config.teacher}, planner={config.planner}, device={device}, run dir {run_dir}")
-    curve_path = run_dir / "eval_curve.csv"
-    with curve_path.open("w", newline="") as handle:
-        csv.writer(handle).writerow(CURVE_FIELDS)
-
-    env_steps, start_time = 0, time.perf_counter()
-    steps_to_threshold, last_eval, sps = None, None, 0.0
-    recent_episodes: list = []
-    for iteration in range(config.n_itr):
-        coef = schedule.coef(iteration)
-        stats = collector.collect(buffer, config.gamma, config.gae_lambda, teacher if coef > 0 else None)
-        update_start = time.perf_counter()
-        losses = ppo_update(model, optimizer, buffer, settings, coef, update_generator)
-        update_seconds = time.perf_counter() - update_start
-        env_steps += config.num_envs * config.num_steps
-        sps = config.num_envs * config.num_steps / (stats.total_seconds + update_seconds)
-        recent_episodes = (recent_episodes + stats.episodes)[-100:]
-
-        scalars = {"losses/policy": losses["policy"], "losses/value": losses["value"],
-                   "losses/entropy": losses["entropy"], "losses/distill": losses["distill"],
-                   "losses/approx_kl": losses["approx_kl"], "losses/clipfrac": losses["clipfrac"],
-                   "teacher/coef": coef, "time/sps": sps,
-                   "time/teacher_fraction": stats.teacher_seconds / (stats.total_seconds + update_seconds)}
-        if stats.episodes:
-            scalars.update({"charts/episodic_return": np.mean([e.episode_return for e in stats.episodes]),
-                            "charts/episodic_length": np.mean([e.length for e in stats.episodes]),
-                            "charts/success_rate": np.mean([e.success for e in stats.episodes])})
-        if teacher is not None:
-            scalars["teacher/fallbacks"] = teacher.planner.fallback_count
-            scalars.update({f"teacher/{k}": v for k, v in llm_counters(teacher).items()})
-            if stats.agreement is not None:
-                scalars["teacher/agreement"] = stats.agreement
-        logger.scalars(scalars, env_steps)
-
-        last_iteration = iteration == config.n_itr - 1
-        if config.eval_interval and ((iteration + 1) % config.eval_interval == 0 or last_iteration):
-            last_eval = run_episodes(config.task, eval_seeds, eval_policy, config.frame_stack, env_pool=eval_pool)
-            logger.scalars({"eval/success_rate": last_eval.success_rate, "eval/episodic_return": last_eval.mean_return,
-                            "eval/episodic_length": last_eval.mean_length}, env_steps)
-            _append_curve(curve_path, iteration + 1, env_steps, last_eval, time.perf_counter() - start_time)
-            if steps_to_threshold is None and last_eval.success_rate >= SUCCESS_THRESHOLD:
-                steps_to_threshold = env_steps
-        if config.save_interval and ((iteration + 1) % config.save_interval == 0) or last_iteration:
-            _save(run_dir / "acmodel.pt", model, optimizer, config, seed, iteration + 1, env_steps)
-        if (iteration + 1) % max(config.log_interval, 1) == 0 or last_iteration:
-            logger.line(_progress_line(iteration + 1, config.n_itr, env_steps, sps, recent_episodes, coef,
-                                       losses, last_eval))
-    counters = llm_counters(teacher) if teacher is not None else {}
-    if counters:
-        logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences answered "
-                    f"from the cache, {counters['cache_misses']} asked live, {counters['outage_answers']} stand-in "
-                    f"answers during outages, {counters['llm_seconds']:.1f}s waiting")
-    logger.close()
-    envs.close()
-    result = TrainResult(str(run_dir), env_steps, config.n_itr, last_eval.success_rate if last_eval else None,
-                         steps_to_threshold, env_steps / (time.perf_counter() - start_time),
-                         teacher.planner.fallback_count if teacher else 0, counters)
-    (run_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=2))
-    return result
-
-
 def llm_counters(teacher) -> dict:
     """LLM call/cache counters of a teacher whose planner asks a live LLM; {} for other planners."""
-    source = teacher.planner.source
+    source = teacher.planner.source if teacher is not None else None
     if not hasattr(source, "counters"):
         return {}
     counters = source.counters()
@@ -171,17 +83,222 @@ def llm_counters(teacher) -> dict:
             "llm_seconds": counters["teacher_seconds"]}
 
 
-def _save(path: Path, model, optimizer, config: RunConfig, seed: int, iteration: int, env_steps: int) -> None:
-    meta = {"task": config.task, "seed": seed, "iteration": iteration, "env_steps": env_steps,
-            "model_config": model.config(), "teacher": config.teacher, "planner": config.planner,
-            "frame_stack": config.frame_stack}
-    save_checkpoint(path, model.state_dict(), optimizer.state_dict(), meta)
+class Trainer:
+    """One training run of one seed, writing into ``run_dir``.
+
+    Everything that can fail on bad input (task, teacher, LLM server, checkpoint to resume) is built
+    before anything is written, so a refused run leaves the folder as it was.
+    """
+
+    def __init__(self, config: RunConfig, seed: int, run_dir: Path, resume: bool = False, stream=None,
+                 stop: StopFlag | None = None):
+        self.config, self.seed, self.run_dir = config, seed, Path(run_dir)
+        self.stop = stop or StopFlag()
+        self.stream = stream
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        if config.torch_threads:
+            torch.set_num_threads(config.torch_threads)
+        self.device = resolve_device(config.device)
+
+        checkpoint = load_checkpoint(self.run_dir / CHECKPOINT_NAME) if resume else None
+        start_iteration = checkpoint["meta"].get("iteration", 0) if checkpoint else 0
+        # Fresh layouts after a resume: derive the env seed from (seed, iteration).
+        self.envs = EnvBatch([task_envs.make_env(config.task) for _ in range(config.num_envs)],
+                             seed=seed if not start_iteration else seed * 1_000_003 + start_iteration,
+                             frame_stack=config.frame_stack)
+        if checkpoint:
+            self._check_resumable(checkpoint)
+        self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.hidden_size,
+                                 config.recurrent, config.ego_size).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5)
+        self.schedule = distillation_schedule(config)
+        self.teacher = build_teacher(config, config.num_envs, seed) if config.teacher != "none" else None
+        obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype
+        self.buffer = RolloutBuffer(config.num_steps, config.num_envs, self.envs.observation_shape,
+                                    self.envs.num_actions, obs_dtype)
+        self.collector = RolloutCollector(self.envs, self.model, self.device, seed, self.stop)
+        self.settings = ppo_settings(config)
+        self.update_generator = torch.Generator().manual_seed(seed)
+        self.eval_seeds = evaluation_seeds(config.env_seed_list, config.num_eval, np.random.default_rng(seed + 1))
+        self.eval_pool = [task_envs.make_env(config.task) for _ in self.eval_seeds] if config.eval_interval else []
+        self.eval_policy = StudentPolicy(self.model, self.device, config.eval_deterministic, seed)
+
+        if self.teacher is not None and self.schedule.coef(start_iteration) > 0:
+            # Ask about the first observations now: a teacher that cannot answer (LLM down, garbage) fails
+            # here, before anything is written into the run folder.
+            self.teacher.action_probs(self.envs.frames.latest())
+        self.iteration, self.env_steps = 0, 0
+        self.steps_to_threshold: int | None = None
+        self.last_eval: EvalResult | None = None
+        self.wall_offset = 0.0
+        if checkpoint:
+            self._restore(checkpoint)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def _check_resumable(self, checkpoint: dict) -> None:
+        path = self.run_dir / CHECKPOINT_NAME
+        check_compatible(checkpoint["meta"], self.config.task, self.envs.observation_shape, self.envs.num_actions, path)
+        saved = checkpoint["meta"].get("model_config", {})
+        wanted = {"hidden_size": self.config.hidden_size, "recurrent": self.config.recurrent,
+                  "ego_size": self.config.ego_size if len(self.envs.observation_shape) == 3 else 0}
+        different = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+        if different:
+            raise CheckpointError(f"{path} was made with a different network (saved vs now: {different}); "
+                                  f"resume with the original settings")
+        if "trainer" not in checkpoint.get("extra", {}):
+            raise CheckpointError(f"{path} holds no training state to resume from; start a new --savedir")
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        state = checkpoint["extra"]["trainer"]
+        self.iteration, self.env_steps = state["iteration"], state["env_steps"]
+        self.steps_to_threshold = state["steps_to_threshold"]
+        self.wall_offset = state["wall_seconds"]
+        self.update_generator.set_state(state["update_rng"])
+        self.collector.generator.set_state(state["sampling_rng"])
+        self.eval_policy.generator.set_state(state["eval_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.teacher is not None and state.get("teacher_rng") is not None:
+            self.teacher.rng.bit_generator.state = json.loads(state["teacher_rng"])
+
+    def save(self) -> None:
+        """Write ``acmodel.pt`` atomically with everything needed to resume."""
+        meta = {"task": self.config.task, "seed": self.seed, "iteration": self.iteration,
+                "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher,
+                "planner": self.config.planner, "frame_stack": self.config.frame_stack}
+        trainer_state = {
+            "iteration": self.iteration, "env_steps": self.env_steps, "steps_to_threshold": self.steps_to_threshold,
+            "wall_seconds": self.wall_offset + time.perf_counter() - self.start_time,
+            "update_rng": self.update_generator.get_state(), "sampling_rng": self.collector.generator.get_state(),
+            "eval_rng": self.eval_policy.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "teacher_rng": json.dumps(self.teacher.rng.bit_generator.state) if self.teacher is not None else None,
+        }
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model.state_dict(), self.optimizer.state_dict(), meta,
+                        extra={"trainer": trainer_state})
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """Train until ``n_itr`` iterations; on a stop request save and raise TrainingInterrupted."""
+        config = self.config
+        self.start_time = time.perf_counter()
+        resumed = self.iteration > 0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps({**config.to_json(), "seed": self.seed}, indent=2))
+        # purge_step drops events an interrupted run logged after its last checkpoint, so curves continue.
+        self.logger = RunLogger(self.run_dir, f"{config.task} seed {self.seed}", self.stream,
+                                purge_step=self.env_steps + 1 if resumed else None)
+        curve = self.run_dir / "eval_curve.csv"
+        if resumed:
+            _truncate_curve(curve, self.env_steps)
+        else:
+            with curve.open("w", newline="") as handle:
+                csv.writer(handle).writerow(CURVE_FIELDS)
+        self.logger.line(("resuming at iteration %d (%s env steps); " % (self.iteration, f"{self.env_steps:,}")
+                          if resumed else "") +
+                         f"training {config.n_itr} iterations x {config.num_envs * config.num_steps} env steps, "
+                         f"teacher={config.teacher}, planner={config.planner}, device={self.device}, "
+                         f"run dir {self.run_dir}")
+        steps_at_start = self.env_steps
+        recent: list = []
+        try:
+            while self.iteration < config.n_itr:
+                recent = self._iterate(recent, curve)
+        except TrainingInterrupted:
+            self.save()
+            self.logger.close()
+            raise
+        except BaseException:
+            if self.iteration > 0:
+                self.save()  # keep the completed iterations whatever went wrong
+            self.logger.close()
+            raise
+        self.save()
+        counters = llm_counters(self.teacher)
+        if counters:
+            self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
+                             f"answered from the cache, {counters['cache_misses']} asked live, "
+                             f"{counters['outage_answers']} stand-in answers during outages, "
+                             f"{counters['llm_seconds']:.1f}s waiting")
+        self.logger.close()
+        self.envs.close()
+        elapsed = time.perf_counter() - self.start_time
+        result = TrainResult(str(self.run_dir), self.env_steps, self.iteration,
+                             self.last_eval.success_rate if self.last_eval else None, self.steps_to_threshold,
+                             (self.env_steps - steps_at_start) / max(elapsed, 1e-9),
+                             self.teacher.planner.fallback_count if self.teacher else 0, counters)
+        (self.run_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=2))
+        return result
+
+    def _iterate(self, recent: list, curve: Path) -> list:
+        config = self.config
+        coef = self.schedule.coef(self.iteration)
+        stats = self.collector.collect(self.buffer, config.gamma, config.gae_lambda,
+                                       self.teacher if coef > 0 else None)
+        update_start = time.perf_counter()
+        losses = ppo_update(self.model, self.optimizer, self.buffer, self.settings, coef, self.update_generator)
+        seconds = stats.total_seconds + time.perf_counter() - update_start
+        self.iteration += 1
+        self.env_steps += config.num_envs * config.num_steps
+        sps = config.num_envs * config.num_steps / seconds
+        recent = (recent + stats.episodes)[-100:]
+        self._log_iteration(stats, losses, coef, sps, seconds)
+
+        last = self.iteration == config.n_itr
+        if config.eval_interval and (self.iteration % config.eval_interval == 0 or last):
+            self._evaluate(curve)
+        if last or (config.save_interval and self.iteration % config.save_interval == 0):
+            self.save()
+        if self.iteration % max(config.log_interval, 1) == 0 or last:
+            self.logger.line(_progress_line(self.iteration, config.n_itr, self.env_steps, sps, recent, coef, losses,
+                                            self.last_eval))
+        return recent
+
+    def _log_iteration(self, stats, losses: dict, coef: float, sps: float, seconds: float) -> None:
+        scalars = {f"losses/{name}": value for name, value in losses.items()}
+        scalars.update({"teacher/coef": coef, "time/sps": sps, "time/teacher_fraction": stats.teacher_seconds / seconds})
+        if stats.episodes:
+            scalars.update({"charts/episodic_return": np.mean([e.episode_return for e in stats.episodes]),
+                            "charts/episodic_length": np.mean([e.length for e in stats.episodes]),
+                            "charts/success_rate": np.mean([e.success for e in stats.episodes])})
+        if self.teacher is not None:
+            scalars["teacher/fallbacks"] = self.teacher.planner.fallback_count
+            scalars.update({f"teacher/{k}": v for k, v in llm_counters(self.teacher).items()})
+            if stats.agreement is not None:
+                scalars["teacher/agreement"] = stats.agreement
+        self.logger.scalars(scalars, self.env_steps)
+
+    def _evaluate(self, curve: Path) -> None:
+        result = run_episodes(self.config.task, self.eval_seeds, self.eval_policy, self.config.frame_stack,
+                              env_pool=self.eval_pool)
+        self.last_eval = result
+        self.logger.scalars({"eval/success_rate": result.success_rate, "eval/episodic_return": result.mean_return,
+                             "eval/episodic_length": result.mean_length}, self.env_steps)
+        wall = self.wall_offset + time.perf_counter() - self.start_time
+        with curve.open("a", newline="") as handle:
+            csv.writer(handle).writerow([self.iteration, self.env_steps, f"{result.success_rate:.4f}",
+                                         f"{result.mean_return:.4f}", f"{result.mean_length:.2f}", f"{wall:.1f}"])
+        if self.steps_to_threshold is None and result.success_rate >= SUCCESS_THRESHOLD:
+            self.steps_to_threshold = self.env_steps
 
 
-def _append_curve(path: Path, iteration: int, env_steps: int, result: EvalResult, wall: float) -> None:
-    with path.open("a", newline="") as handle:
-        csv.writer(handle).writerow([iteration, env_steps, f"{result.success_rate:.4f}", f"{result.mean_return:.4f}",
-                                     f"{result.mean_length:.2f}", f"{wall:.1f}"])
+def train_run(config: RunConfig, seed: int, run_dir: Path, stream=None, resume: bool = False,
+              stop: StopFlag | None = None) -> TrainResult:
+    """Train one student with ``seed`` into ``run_dir`` (resuming from its checkpoint if ``resume``)."""
+    return Trainer(config, seed, run_dir, resume=resume, stream=stream, stop=stop).run()
+
+
+def _truncate_curve(path: Path, env_steps: int) -> None:
+    """Drop evaluation rows logged after the checkpoint being resumed (they will be redone)."""
+    if not path.exists():
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerow(CURVE_FIELDS)
+        return
+    rows = list(csv.reader(path.open()))
+    kept = [rows[0]] + [row for row in rows[1:] if int(row[1]) <= env_steps]
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
 
 
 def _progress_line(iteration, total, env_steps, sps, episodes, coef, losses, last_eval) -> str:

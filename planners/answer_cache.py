@@ -111,7 +111,8 @@ class AnswerCache:
     """SQLite-backed store of teacher answers, safe to share between threads.
 
     Args:
-        path: cache file; created (with parent folders) if missing.
+        path: cache file; created (with parent folders) when the first answer is stored, so a run that
+            fails before asking anything leaves no file behind.
 
     Raises:
         CacheCorruptError: the file exists but is damaged or is not an answer cache.
@@ -120,7 +121,13 @@ class AnswerCache:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._db = None
         self._check_file()
+        if self.path.exists():
+            self._open()
+
+    def _open(self) -> None:
+        """Connect (creating the file and its folders if needed) and verify the schema."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30.0)
@@ -134,6 +141,12 @@ class AnswerCache:
         except CacheCorruptError:
             self._db.close()
             raise
+
+    def _connection(self) -> sqlite3.Connection | None:
+        """The open database, or None while the file does not exist yet."""
+        if self._db is None and self.path.exists():
+            self._open()
+        return self._db
 
     def __repr__(self) -> str:
         return f"AnswerCache({str(self.path)!r})"
@@ -197,6 +210,8 @@ class AnswerCache:
     def get(self, key: CacheKey) -> CachedAnswers | None:
         """Return the stored answers for ``key``, or None if it was never asked."""
         with self._lock:
+            if self._connection() is None:
+                return None
             try:
                 row = self._db.execute(
                     "SELECT raw_answers, parsed_plans, created, task FROM answers "
@@ -225,17 +240,24 @@ class AnswerCache:
             json.dumps(list(parsed_plans), ensure_ascii=False),
             time.time(),
         )
-        with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        with self._lock:
+            if self._db is None:
+                self._open()
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def __len__(self) -> int:
         with self._lock:
+            if self._connection() is None:
+                return 0
             return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
     def close(self) -> None:
         """Close the database (checkpointing the write-ahead log into the file)."""
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __enter__(self) -> "AnswerCache":
         return self
@@ -268,6 +290,8 @@ class AnswerCache:
             query += " AND model=? AND prompt_sha256=? AND sampling=?"
             args += [key_template.model, key_template.prompt_sha256, key_template.sampling]
         with self._lock:
+            if self._connection() is None:
+                return []
             return self._db.execute(query + " ORDER BY rowid", args).fetchall()
 
     def export_json(

@@ -96,6 +96,7 @@ class LLMPlanSource:
         self.garbage_limit = garbage_limit
         self.outage_cooldown = outage_cooldown
         self._garbage_streak = 0
+        self._understood_once = False
         self._down_until = 0.0
         self._lock = threading.Lock()
         self.outage_answers = 0
@@ -151,13 +152,15 @@ class LLMPlanSource:
         self.fallbacks += unparsed
         if unparsed == len(parsed):
             self._garbage_streak += 1
-            if self._garbage_streak >= self.garbage_limit:
+            # Nothing readable from the very first question, or from several in a row: not a usable teacher.
+            if not self._understood_once or self._garbage_streak >= self.garbage_limit:
                 raise LLMGarbageError(
                     f"the LLM at {getattr(self.client, 'url', '?')} gave no parseable 'Action: {{...}}' in "
                     f"{self._garbage_streak} questions in a row (last answer: {' '.join(raw[-1].split())[:120]!r}); "
                     f"check --llm_model and that the model follows the prompt")
             return self._distribution(parsed)  # remembered in this run, but not written to the cache
         self._garbage_streak = 0
+        self._understood_once = True
         self.cache.put(key, raw, parsed, task=self.task)
         return self._distribution(parsed)
 

@@ -178,11 +178,26 @@ def test_an_llm_speaking_garbage_stops_the_run_with_a_clear_error(server, tmp_pa
     server.expect_request(PATH, method="POST").respond_with_handler(
         lambda request: chat_reply([GARBAGE] * request.json["n"]))
     with AnswerCache(tmp_path / "c.sqlite") as cache:
-        source = make_source(server, cache, max_reasks=0, garbage_limit=2)
-        assert source.plan_distribution(SENTENCE) == [("explore", 1.0)]
+        source = make_source(server, cache, max_reasks=1)
         with pytest.raises(LLMGarbageError, match="no parseable 'Action"):
-            source.plan_distribution("Agent sees <door>, holds <nothing>.")
+            source.plan_distribution(SENTENCE)  # nothing readable from the very first question
         assert len(cache) == 0, "garbage is not written to the cache"
+    assert not (tmp_path / "c.sqlite").exists(), "the cache file appears only with the first stored answer"
+
+
+def test_garbage_after_good_answers_is_tolerated_up_to_the_limit(server, tmp_path):
+    def handler(request):
+        good = request.json["messages"][-1]["content"] == SENTENCE
+        return chat_reply([ANSWER_A if good else GARBAGE] * request.json["n"])
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, max_reasks=0, garbage_limit=2)
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 1.0)]
+        assert source.plan_distribution("Agent sees <door>, holds <nothing>.") == [("explore", 1.0)]
+        with pytest.raises(LLMGarbageError, match="2 questions in a row"):
+            source.plan_distribution("Agent sees <nothing>, holds <nothing>.")
+        assert len(cache) == 1
 
 
 def test_cache_key_uses_model_name_and_sample_count(server, tmp_path):
