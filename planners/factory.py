@@ -12,6 +12,10 @@ def build_plan_source(config):
         from utils.config import project_path
         return RecordedPlanSource(config.recorded_table, project_path(config.recorded_plans))
     if config.planner == "oracle":
+        from envs import get_task
+        if get_task(config.task).family == "habitat":
+            from planners.habitat_mediator import HabitatOraclePlanSource
+            return HabitatOraclePlanSource()
         return OraclePlanSource()
     if config.planner == "llm":
         from planners.llm_source import build_llm_source

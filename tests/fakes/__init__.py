@@ -1,0 +1,1 @@
+"""Fakes of external libraries for tests (each module says what it stands in for)."""
