@@ -83,3 +83,30 @@ def cli_values(args: argparse.Namespace) -> dict:
     """The config fields given on the command line (None = not given)."""
     names = {f.name for f in config_fields()}
     return {k: v for k, v in vars(args).items() if k in names}
+
+
+def flags_markdown() -> str:
+    """The README's flag reference: one table per subcommand, generated from the parser."""
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    lines = []
+    for name, sub in subparsers.choices.items():
+        lines += [f"#### `main.py {name}`", "", "| flag | meaning |", "|---|---|"]
+        for action in sub._actions:
+            if not action.option_strings or "--help" in action.option_strings:
+                continue
+            flag = " / ".join(f"`{o}`" for o in action.option_strings if not o.startswith("--no-")) or action.dest
+            if isinstance(action, argparse.BooleanOptionalAction):
+                flag += f" (`--no-{action.dest}`)"
+            elif action.choices:
+                flag += " {" + ",".join(map(str, action.choices)) + "}"
+            lines.append(f"| {flag} | {(action.help or '').replace('|', '/')} |")
+        for action in sub._actions:
+            if not action.option_strings and action.dest != "help":
+                lines.append(f"| `{action.dest}` (positional) {{{','.join(action.choices)}}} | {action.help} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(flags_markdown())

@@ -1,0 +1,28 @@
+"""The README's flag reference matches the parser, and every flag is documented."""
+import re
+from pathlib import Path
+
+from utils.cli import build_parser, flags_markdown
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_flag_table_is_up_to_date():
+    text = README.read_text()
+    match = re.search(r"<!-- flags:start -->\n(.*)<!-- flags:end -->", text, re.S)
+    assert match, "README lacks the flags markers"
+    assert match.group(1).strip() == flags_markdown().strip(), "run: python -m utils.cli and paste the tables"
+
+
+def test_every_flag_has_help_text():
+    parser = build_parser()
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help and len(action.help) > 10, action.dest
+
+
+def test_readme_quickstart_commands_exist():
+    text = README.read_text()
+    assert "pip install -r requirements.txt && .venv/bin/python main.py train --task SimpleDoorKey --savedir train" in text
+    assert "pip install -r requirements-dev.txt && .venv/bin/python -m pytest -q" in text
