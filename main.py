@@ -179,6 +179,12 @@ def cache_command(args) -> int:
     return 0
 
 
+def _bench_module(command: str):
+    import importlib
+    return importlib.import_module({"bench": "bench.throughput", "sweep": "bench.sweep",
+                                    "report": "bench.report"}[command])
+
+
 def main(argv: list[str] | None = None) -> int:
     from envs.registry import TaskUnavailableError, UnknownTaskError
     from planners.answer_cache import CacheCorruptError
@@ -193,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "cache":
             return cache_command(args)
+        if args.command in ("bench", "sweep", "report"):
+            try:
+                return _bench_module(args.command).main(args)
+            except ValueError as err:  # bad sweep/report settings
+                raise UsageError(str(err)) from None
         config = build_config(args.task or "SimpleDoorKey", cli_values(args))
         if args.command == "train":
             return train_command(config, argv)

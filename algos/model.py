@@ -40,9 +40,10 @@ class OneHotCells(nn.Module):
         self.out_channels = sum(CHANNEL_SIZES) * frames
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        index = codes.long() + self.offsets
-        planes = torch.zeros(codes.shape[0], self.out_channels, *codes.shape[2:], device=codes.device)
-        return planes.scatter_(1, index, 1.0)
+        # Built channels-last (B, W, H, C) and returned as a (B, C, W, H) view: no layout copy for the CNN.
+        index = (codes.long() + self.offsets).permute(0, 2, 3, 1)
+        planes = torch.zeros(codes.shape[0], *codes.shape[2:], self.out_channels, device=codes.device)
+        return planes.scatter_(3, index, 1.0).permute(0, 3, 1, 2)
 
 
 class EgocentricCrop(nn.Module):

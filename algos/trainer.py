@@ -111,7 +111,7 @@ class Trainer:
             self._check_resumable(checkpoint)
         self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.hidden_size,
                                  config.recurrent, config.ego_size).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5, foreach=True)
         self.schedule = distillation_schedule(config)
         self.teacher = build_teacher(config, config.num_envs, seed) if config.teacher != "none" else None
         obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype
@@ -129,6 +129,7 @@ class Trainer:
             # here, before anything is written into the run folder.
             self.teacher.action_probs(self.envs.frames.latest())
         self.iteration, self.env_steps = 0, 0
+        self.iteration_seconds: list[float] = []  # collection + update time of each iteration of this process
         self.steps_to_threshold: int | None = None
         self.last_eval: EvalResult | None = None
         self.wall_offset = 0.0
@@ -239,6 +240,7 @@ class Trainer:
         update_start = time.perf_counter()
         losses = ppo_update(self.model, self.optimizer, self.buffer, self.settings, coef, self.update_generator)
         seconds = stats.total_seconds + time.perf_counter() - update_start
+        self.iteration_seconds.append(seconds)
         self.iteration += 1
         self.env_steps += config.num_envs * config.num_steps
         sps = config.num_envs * config.num_steps / seconds

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``main.py`` parser with its ``train`` and ``eval`` subcommands."""
     parser = argparse.ArgumentParser(
         prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,bench,sweep,report}")
     train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
                                 description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
                                             "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
     cache.add_argument("--all_settings", action="store_true",
                        help="export: include answers of every model/prompt/sampling setting")
+    from bench import throughput
+    bench = commands.add_parser("bench", help="throughput: env, teacher and training loop steps/s",
+                                description=throughput.__doc__.split("\n\n")[0])
+    throughput.add_arguments(bench)
+    from bench import sweep
+    sweep_parser = commands.add_parser("sweep", help="tasks x methods x seeds under a step budget, in parallel",
+                                       description=sweep.__doc__.split("\n\n")[0])
+    sweep.add_arguments(sweep_parser)
+    from bench import report
+    report_parser = commands.add_parser("report", help="figures and tables from a sweep",
+                                        description=report.__doc__.split("\n\n")[0])
+    report.add_arguments(report_parser)
     return parser
 
 

@@ -1,0 +1,112 @@
+"""Throughput benchmark: env steps per second of the environments, the teacher, and the full training loop.
+
+    python main.py bench --task SimpleDoorKey --num_envs 16 --iterations 10 --repeats 3
+
+Measured in one process, each part ``--repeats`` times; the table shows medians (wall-clock numbers on a
+shared machine are noisy) and each part's ratio to raw env stepping:
+
+1. ``env``: the batched environments stepped with random actions;
+2. ``teacher``: the teacher alone labelling observations (sentence -> plan -> action), timed on the states
+   of episodes the teacher itself plays;
+3. ``train (teacher on)``: the full loop while distilling: collection + teacher + PPO update;
+4. ``train (teacher off)``: the full loop after distillation is switched off: collection + PPO update.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+import envs as task_envs
+from envs.vector import EnvBatch
+
+
+def env_steps_per_second(task: str, num_envs: int, steps: int, seed: int = 0) -> float:
+    """Random actions through :class:`EnvBatch`."""
+    batch = EnvBatch([task_envs.make_env(task) for _ in range(num_envs)], seed=seed)
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(0, batch.num_actions, size=(steps, num_envs))
+    start = time.perf_counter()
+    for t in range(steps):
+        batch.step(actions[t])
+    return steps * num_envs / (time.perf_counter() - start)
+
+
+def teacher_steps_per_second(config, num_envs: int, steps: int, seed: int = 0) -> float:
+    """Observations labelled per second by the teacher, on episodes it plays itself."""
+    from planners.factory import build_teacher
+    batch = EnvBatch([task_envs.make_env(config.task) for _ in range(num_envs)], seed=seed)
+    teacher = build_teacher(config, num_envs, seed)
+    rng = np.random.default_rng(seed)
+    obs, spent = batch.obs.copy(), 0.0
+    for _ in range(steps):
+        start = time.perf_counter()
+        probs = teacher.action_probs(obs)
+        spent += time.perf_counter() - start
+        cumulative = probs.cumsum(1)
+        actions = (rng.random((num_envs, 1)) * cumulative[:, -1:] > cumulative).sum(1).clip(max=probs.shape[1] - 1)
+        obs, _, _, finished = batch.step(actions)
+        for episode in finished:
+            teacher.reset(episode.env_index)
+    return steps * num_envs / spent
+
+
+def train_steps_per_second(config, iterations: int, seed: int = 0) -> float:
+    """Env steps per second of ``iterations`` training iterations (no evaluation, no checkpoints)."""
+    from algos.trainer import Trainer
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.devnull, "w") as quiet:
+            trainer = Trainer(config, seed, folder, stream=quiet)
+            trainer.run()
+    timed = trainer.iteration_seconds[1:]  # the first iteration pays torch's first-call costs
+    return len(timed) * config.num_envs * config.num_steps / sum(timed)
+
+
+def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int, planner: str,
+        teacher: str) -> list[tuple[str, float]]:
+    """Median env steps/s of each part; returns [(name, steps_per_second)]."""
+    from utils.config import build_config
+    common = {"num_envs": num_envs, "num_steps": num_steps, "eval_interval": 0, "save_interval": 0,
+              "log_interval": 10**9, "planner": planner}
+    on = build_config(task, {**common, "teacher": teacher, "n_itr": iterations + 1,
+                             "distill_off_after": iterations + 1})
+    off = build_config(task, {**common, "teacher": "none", "n_itr": iterations + 1})
+    steps = iterations * num_steps
+    parts = {"env (random actions)": lambda s: env_steps_per_second(task, num_envs, steps, s),
+             f"teacher alone ({teacher}, {planner})": lambda s: teacher_steps_per_second(on, num_envs, steps, s),
+             "train, teacher on": lambda s: train_steps_per_second(on, iterations, s),
+             "train, teacher off": lambda s: train_steps_per_second(off, iterations, s)}
+    return [(name, statistics.median(measure(seed) for seed in range(repeats))) for name, measure in parts.items()]
+
+
+def format_table(task: str, num_envs: int, results: list[tuple[str, float]]) -> str:
+    raw = results[0][1]
+    lines = [f"{task}, {num_envs} envs, torch threads {torch.get_num_threads()} (medians)",
+             "| part | env steps/s | ratio to env |", "|---|---:|---:|"]
+    lines += [f"| {name} | {sps:,.0f} | {sps / raw:.2f} |" for name, sps in results]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="SimpleDoorKey", help="task to measure")
+    parser.add_argument("--num_envs", type=int, default=16, help="environments stepped together")
+    parser.add_argument("--num_steps", type=int, default=64, help="rollout length per env per iteration")
+    parser.add_argument("--iterations", type=int, default=10, help="training iterations measured per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per part; the median is reported")
+    parser.add_argument("--planner", default="recorded", choices=("recorded", "oracle"), help="teacher's planner")
+    parser.add_argument("--teacher", default="hard", choices=("hard", "soft"), help="teacher mode")
+
+
+def main(args: argparse.Namespace) -> int:
+    for name in ("num_envs", "num_steps", "iterations", "repeats"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name} must be a positive number")
+    results = run(args.task, args.num_envs, args.num_steps, args.iterations, args.repeats, args.planner,
+                  args.teacher)
+    print(format_table(args.task, args.num_envs, results))
+    return 0

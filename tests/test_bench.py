@@ -1,0 +1,88 @@
+"""Benchmarks through the real entry point: a tiny sweep, its report, the throughput table, Ray."""
+import csv
+import importlib.util
+import re
+
+import numpy as np
+import pytest
+
+import main
+from bench.report import steps_to_threshold, summarise
+
+TINY = ["--tasks", "SimpleDoorKey", "--methods", "ppo", "hard", "--seeds", "0", "1", "--total_steps", "256",
+        "--workers", "2", "--teacher_episodes", "4", "--set", "num_envs=4", "num_steps=32", "eval_interval=1",
+        "num_eval=2"]
+
+
+def test_tiny_sweep_then_report(tmp_path, capsys):
+    logdir = str(tmp_path)
+    assert main.main(["sweep", "--name", "tiny", "--logdir", logdir] + TINY) == 0
+    index = list(csv.DictReader((tmp_path / "sweeps" / "tiny" / "runs.csv").open()))
+    assert sorted((r["method"], r["seed"]) for r in index) == [("hard", "0"), ("hard", "1"), ("ppo", "0"), ("ppo", "1")]
+    for row in index:
+        curve = list(csv.DictReader(open(f"{row['run_dir']}/eval_curve.csv")))
+        assert [int(r["env_steps"]) for r in curve] == [128, 256]
+        assert row["status"] == "done" and int(row["env_steps"]) == 256
+    teacher = list(csv.DictReader((tmp_path / "sweeps" / "tiny" / "teacher.csv").open()))
+    assert [(r["task"], r["method"]) for r in teacher] == [("SimpleDoorKey", "hard")]
+
+    capsys.readouterr()
+    assert main.main(["sweep", "--name", "tiny", "--logdir", logdir] + TINY) == 0
+    assert "4 already done" in capsys.readouterr().out, "a rerun continues instead of redoing"
+
+    out = tmp_path / "report"
+    assert main.main(["report", "--name", "tiny", "--logdir", logdir, "--out", str(out)]) == 0
+    assert (out / "simpledoorkey.png").stat().st_size > 1000
+    table = (out / "results.md").read_text()
+    rows = [line for line in table.splitlines() if re.match(r"\| (ppo|hard) \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == ["ppo", "hard"]
+    assert all("/2 |" in row for row in rows), "each row counts its two seeds"
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert len(summary) == 2 and summary[1]["teacher_success"] not in ("", "None")
+
+
+def test_unreached_runs_are_counted_at_the_budget():
+    assert steps_to_threshold(np.array([10, 20, 30]), np.array([0.2, 0.95, 1.0]), 30) == (20.0, True)
+    assert steps_to_threshold(np.array([10, 20]), np.array([0.2, 0.5]), 99) == (99.0, False)
+    runs = [{"task": "T", "method": "ppo", "steps": np.array([50.0, 100.0]), "success": np.array([s, s])}
+            for s in (0.0, 0.0, 1.0)]
+    row = summarise(runs, {}, budget=100.0)[0]
+    assert row["reached"] == 1 and row["runs"] == 3 and row["censored"]
+    assert row["median_steps"] == 100.0, "two of three never reached: the median is the budget"
+
+
+def test_sweep_rejects_bad_settings_before_running(tmp_path, capsys):
+    assert main.main(["sweep", "--name", "bad", "--logdir", str(tmp_path), "--methods", "magic"]) == 2
+    assert "unknown method 'magic'" in capsys.readouterr().err
+    assert main.main(["sweep", "--name", "bad", "--logdir", str(tmp_path), "--set", "num_envs=0"]) == 2
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_throughput_table(capsys):
+    assert main.main(["bench", "--task", "SimpleDoorKey", "--num_envs", "4", "--num_steps", "16",
+                      "--iterations", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for part in ("env (random actions)", "teacher alone", "train, teacher on", "train, teacher off"):
+        line = next(line for line in out.splitlines() if line.startswith(f"| {part}"))
+        assert float(line.split("|")[2].replace(",", "")) > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="Ray is not installed (pip install -r requirements-ray.txt to test the Ray path)")
+def test_sweep_on_a_local_ray_cluster(tmp_path):
+    import ray
+    try:
+        code = main.main(["sweep", "--name", "ray", "--logdir", str(tmp_path), "--ray_address", "local",
+                          "--teacher_episodes", "0"] + TINY[:TINY.index("--workers")] + ["--set", "num_envs=4",
+                                                                                             "num_steps=32",
+                                                                                             "eval_interval=1",
+                                                                                             "num_eval=2"])
+    finally:
+        ray.shutdown()
+    assert code == 0
+    index = list(csv.DictReader((tmp_path / "sweeps" / "ray" / "runs.csv").open()))
+    assert len(index) == 4
+    for row in index:  # each run folder was sent back from its Ray worker
+        assert row["run_dir"].startswith(str(tmp_path))
+        files = {p.name for p in __import__("pathlib").Path(row["run_dir"]).iterdir()}
+        assert {"acmodel.pt", "config.json", "eval_curve.csv", "summary.json"} <= files
