@@ -124,3 +124,22 @@ def test_option_results_are_memoised_per_observation():
     assert ctx.run(option) == PICKUP and ctx.run(option) == PICKUP
     assert ctx.run(Option("unknown", "use key")) == INVALID
     assert DONE == 6
+
+
+def test_advice_does_not_depend_on_the_compass_heading():
+    """Symmetric situations (two equally short ways) get the same egocentric advice from every heading."""
+    import numpy as np
+    # Lava straight ahead with the key behind it, and two unseen cells symmetric on both sides.
+    base = room_obs(9, 9, agent=(4, 4), direction=0, objects=[(KEY, "red", (6, 4), 0), (LAVA, "red", (5, 4), 0)],
+                    unseen=[(4, 2), (4, 6)])
+    advice = []
+    for turns in range(4):
+        # np.rot90 on [x, y] arrays sends (dx, dy) to (-dy, dx): east becomes south, so the heading turns
+        # clockwise with the map (direction index + 1 per quarter turn); the agent stays at the centre.
+        obs = np.ascontiguousarray(np.stack([np.rot90(base[c], turns) for c in range(4)]))
+        obs[3, 4, 4] = turns % 4 + 1
+        scene = describe(obs)
+        advice.append((go_to(SkillContext(obs, scene, DistanceFieldCache()), "key"),
+                       explore(SkillContext(obs, scene, DistanceFieldCache()))))
+    assert len(set(advice)) == 1, advice
+    assert advice[0] == (RIGHT, RIGHT), "ties go to the agent's right"

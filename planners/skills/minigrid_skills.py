@@ -14,9 +14,9 @@ import numpy as np
 
 from envs.remembered_map import OBJECT_CHANNEL
 from planners.mediator import Option, Scene, door_is_open
-from planners.skills.navigation import (DIR_VECTORS, DROP, EMPTY, FORWARD, PICKUP, TOGGLE, UNREACHABLE,
-                                        UNSEEN, DistanceFieldCache, nearest_frontier_step, step_along,
-                                        turn_towards, walkable_mask)
+from planners.skills.navigation import (DIR_VECTORS, DROP, EMPTY, FORWARD, PICKUP, RELATIVE_PREFERENCE, TOGGLE,
+                                        UNREACHABLE, UNSEEN, DistanceFieldCache, nearest_frontier_step,
+                                        step_along, turn_towards, walkable_mask)
 
 INVALID = -1
 
@@ -66,7 +66,7 @@ def explore(ctx: SkillContext, _target=None) -> int | None:
     x, y = pos
     unseen_dirs = [d for d, (dx, dy) in enumerate(DIR_VECTORS)
                    if 0 <= x + dx < ctx.width and 0 <= y + dy < ctx.height and unseen[x + dx, y + dy]]
-    unseen_dirs.sort(key=lambda d: (d - agent_dir) % 4 == 2)
+    unseen_dirs.sort(key=lambda d: RELATIVE_PREFERENCE[(d - agent_dir) % 4])
     return turn_towards(agent_dir, unseen_dirs[0])
 
 

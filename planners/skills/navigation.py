@@ -31,6 +31,19 @@ def neighbour_table(width: int, height: int) -> tuple[tuple[tuple[int, int], ...
     return tuple(table)
 
 
+# Preference among equally good moves, by direction relative to the agent: ahead, right, left, behind.
+# Ties are broken in the agent's own frame, never by compass direction, so the same situation seen from
+# another heading gets the same advice (an egocentric student can then imitate it exactly).
+RELATIVE_PREFERENCE = {0: 0, 1: 1, 3: 2, 2: 3}
+
+
+@lru_cache(maxsize=64)
+def heading_neighbour_table(width: int, height: int, agent_dir: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """:func:`neighbour_table` with each cell's neighbours ordered ahead, right, left, behind for ``agent_dir``."""
+    return tuple(tuple(sorted(cell, key=lambda n: RELATIVE_PREFERENCE[(n[1] - agent_dir) % 4]))
+                 for cell in neighbour_table(width, height))
+
+
 def walkable_mask(obs: np.ndarray, agent_pos: tuple[int, int], include_unseen: bool = False) -> np.ndarray:
     """Cells the agent may step on: known empty floor, goals and open doors (never lava, walls, objects).
 
@@ -65,7 +78,7 @@ def distance_field(walkable: list[bool], goals: list[int], width: int, height: i
 
 
 def turn_towards(agent_dir: int, wanted_dir: int) -> int | None:
-    """The turn that brings ``agent_dir`` closer to ``wanted_dir``; None when already facing it."""
+    """The turn that brings ``agent_dir`` closer to ``wanted_dir`` (left when it is behind); None if facing it."""
     diff = (wanted_dir - agent_dir) % 4
     if diff == 0:
         return None
@@ -73,20 +86,18 @@ def turn_towards(agent_dir: int, wanted_dir: int) -> int | None:
 
 
 def step_along(dist: list[int], pos: tuple[int, int], agent_dir: int, width: int, height: int) -> int | None:
-    """First action of a shortest path down ``dist`` from ``pos``; None if unreachable or already at a goal."""
+    """First action of a shortest path down ``dist`` from ``pos``; None if unreachable or already at a goal.
+
+    Among equally short continuations: ahead, then right, then left, then behind.
+    """
     cell = pos[0] * height + pos[1]
     here = dist[cell]
     if here == 0 or here >= UNREACHABLE:
         return None
-    best = None
-    for other, direction in neighbour_table(width, height)[cell]:
+    for other, direction in heading_neighbour_table(width, height, agent_dir)[cell]:
         if dist[other] == here - 1:
-            if direction == agent_dir:
-                return FORWARD
-            diff = (direction - agent_dir) % 4
-            if best is None or (diff != 2 and best[1] == 2):
-                best = (direction, diff)
-    return turn_towards(agent_dir, best[0]) if best else None
+            return FORWARD if direction == agent_dir else turn_towards(agent_dir, direction)
+    return None
 
 
 class DistanceFieldCache:
@@ -118,12 +129,13 @@ def nearest_frontier_step(walkable: np.ndarray, frontier: np.ndarray, pos: tuple
                           agent_dir: int) -> tuple[int, int | None]:
     """BFS from the agent to the nearest frontier cell; returns (distance, first move direction or None).
 
-    A frontier cell is a walkable cell next to an unseen one. Neighbours are expanded straight ahead first,
-    so among equally short paths the one that needs fewer turns is preferred. Distance is UNREACHABLE when
-    no frontier cell can be reached.
+    A frontier cell is a walkable cell next to an unseen one. Neighbours are expanded ahead, right, left,
+    behind (relative to the agent), so ties between equally near frontiers and equally short paths are
+    broken the same way whatever the agent's compass heading. Distance is UNREACHABLE when no frontier cell
+    can be reached.
     """
     width, height = walkable.shape
-    neighbours = neighbour_table(width, height)
+    neighbours = heading_neighbour_table(width, height, agent_dir)
     walk = walkable.ravel().tolist()
     front = frontier.ravel().tolist()
     start = pos[0] * height + pos[1]
@@ -133,8 +145,7 @@ def nearest_frontier_step(walkable: np.ndarray, frontier: np.ndarray, pos: tuple
     queue = deque([(start, 0)])
     while queue:
         cell, dist = queue.popleft()
-        ordered = sorted(neighbours[cell], key=lambda n: (n[1] - agent_dir) % 4 != 0) if cell == start else neighbours[cell]
-        for other, direction in ordered:
+        for other, direction in neighbours[cell]:
             if other in first_move or not walk[other]:
                 continue
             first_move[other] = direction if cell == start else first_move[cell]
