@@ -95,20 +95,28 @@ def mean_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return grid, mean, low, high
 
 
-def summarise(runs: list[dict], teachers: dict, budget: float) -> list[dict]:
-    """One row per (task, method) with the table's statistics."""
+def summarise(runs: list[dict], teachers: dict, budget: float | None = None) -> list[dict]:
+    """One row per (task, method) with the table's statistics.
+
+    ``budget`` is the step count given to runs that never reach the threshold; by default the largest
+    env-step count of the task's runs (sweeps of different tasks may have different budgets).
+    """
     groups = defaultdict(list)
     for run in runs:
         groups[(run["task"], run["method"])].append(run)
     rows = []
+    task_budget = {}
+    for run in runs:
+        task_budget[run["task"]] = max(task_budget.get(run["task"], 0.0), float(run["steps"].max()))
     for (task, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]))):
-        hits = [steps_to_threshold(r["steps"], r["success"], budget) for r in group]
+        limit = budget if budget is not None else task_budget[task]
+        hits = [steps_to_threshold(r["steps"], r["success"], limit) for r in group]
         values = np.array([v for v, _ in hits])
         reached = sum(ok for _, ok in hits)
         censored = reached < len(group)
         finals = np.array([r["success"][-1] for r in group])
         rows.append({
-            "task": task, "method": method, "runs": len(group), "reached": reached,
+            "task": task, "method": method, "runs": len(group), "reached": reached, "budget": limit,
             "median_steps": float(np.median(values)), "median_ci": bootstrap_interval(values, np.median),
             "iqm_steps": float(iqm(values)), "iqm_ci": bootstrap_interval(values, iqm),
             "censored": censored, "final_success": float(finals.mean()),
@@ -173,15 +181,16 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
     runs, teachers, settings = read_runs(logdir, name)
     if not runs:
         raise ValueError(f"sweep '{name}' has no finished runs yet")
-    budget = float(settings.get("total_steps") or max(r["steps"].max() for r in runs))
-    rows = summarise(runs, teachers, budget)
+    rows = summarise(runs, teachers)
     out.mkdir(parents=True, exist_ok=True)
     sections = [f"# Sweep '{name}'", "",
-                f"Budget {budget:,.0f} env steps per run; settings {json.dumps(settings.get('settings', {}))}; "
-                f"machine {json.dumps(settings.get('machine', {}))}.", ""]
+                f"Settings {json.dumps(settings.get('settings', {}))}; machine {json.dumps(settings.get('machine', {}))}.",
+                ""]
     for task in sorted({r["task"] for r in runs}):
         figure = plot_task(runs, teachers, task, out / f"{task.lower()}.png")
-        sections += [f"## {task}", "", f"![{task}]({figure.name})", "", markdown_table(rows, task), ""]
+        budget = next(r["budget"] for r in rows if r["task"] == task)
+        sections += [f"## {task}", "", f"Budget {budget:,.0f} env steps per run.", "",
+                     f"![{task}]({figure.name})", "", markdown_table(rows, task), ""]
     markdown = out / "results.md"
     markdown.write_text("\n".join(sections))
     with (out / "summary.csv").open("w", newline="") as handle:
