@@ -31,3 +31,21 @@ def room_obs(width: int = 7, height: int = 7, agent=(2, 2), direction: int = 0, 
 @pytest.fixture
 def make_room():
     return room_obs
+
+
+@pytest.fixture(scope="module")
+def shared_server():
+    """One threaded loopback HTTP server per test module (stopping one takes ~0.5 s)."""
+    from pytest_httpserver import HTTPServer
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(shared_server):
+    """The module's server with no expectations left from the previous test."""
+    shared_server.clear()
+    yield shared_server
+    shared_server.clear()

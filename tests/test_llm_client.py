@@ -38,22 +38,6 @@ def chat_reply(contents, status=200, headers=None):
     return Response(json.dumps(body), status=status, headers=headers, content_type="application/json")
 
 
-@pytest.fixture(scope="module")
-def shared_server():
-    # One threaded server per module: stopping a server takes ~0.5 s.
-    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def server(shared_server):
-    shared_server.clear()
-    yield shared_server
-    shared_server.clear()
-
-
 @pytest.fixture
 def own_server():
     """A private server, for tests whose slow handlers outlive the test."""

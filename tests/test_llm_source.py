@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
 
 from planners.answer_cache import AnswerCache  # noqa: E402
-from planners.llm_client import ChatCompletionsClient, LLMServerError  # noqa: E402
+from planners.llm_client import ChatCompletionsClient  # noqa: E402
 from planners.llm_source import LLMGarbageError, LLMPlanSource, TemporaryAnswer  # noqa: E402
 
 PATH = "/v1/chat/completions"
@@ -33,21 +32,6 @@ def chat_reply(contents):
                     for i, c in enumerate(contents)],
     }
     return Response(json.dumps(body), content_type="application/json")
-
-
-@pytest.fixture(scope="module")
-def shared_server():
-    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def server(shared_server):
-    shared_server.clear()
-    yield shared_server
-    shared_server.clear()
 
 
 def make_source(server, cache, **overrides):
