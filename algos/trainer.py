@@ -69,7 +69,8 @@ def distillation_schedule(config: RunConfig) -> DistillationSchedule:
 def ppo_settings(config: RunConfig) -> PPOSettings:
     return PPOSettings(lr=config.lr, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_coef=config.clip_coef,
                        ent_coef=config.ent_coef, vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm,
-                       update_epochs=config.update_epochs, num_minibatches=config.num_minibatches)
+                       update_epochs=config.update_epochs, num_minibatches=config.num_minibatches,
+                       normalize_advantages=config.norm_adv)
 
 
 def llm_counters(teacher) -> dict:

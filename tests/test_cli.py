@@ -68,7 +68,7 @@ def test_eval_teacher_alone_works_with_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [["--teacher", "none"], ["--soft_planner"], ["--planner", "oracle"],
-                                   ["--recurrent", "--frame_stack", "2"]])
+                                   ["--recurrent", "--frame_stack", "2", "--num_minibatches", "2"]])
 def test_training_variants_run(tmp_path, capsys, extra):
     code, out, _ = run(["train", "--task", "ColoredDoorKey", "--savedir", "v", "--logdir", str(tmp_path)] + SMALL
                        + extra, capsys)

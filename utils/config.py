@@ -89,6 +89,8 @@ class RunConfig:
     max_grad_norm: float | None = _opt("gradient norm clip")
     update_epochs: int | None = _opt("passes over each rollout")
     num_minibatches: int | None = _opt("minibatches per pass")
+    norm_adv: bool | None = _opt("normalise advantages per minibatch (with sparse rewards and no success yet "
+                                 "this turns value noise into unit-size policy gradients)", flag=True)
 
     # --- teacher ------------------------------------------------------------------------------------
     teacher: str | None = _opt("none = plain PPO; hard = one sampled plan per decision; soft = mixture of "

@@ -22,12 +22,18 @@ class DoorKeyRoomEnv(RememberedMapEnv):
         min_room_size, max_room_size: room side length range, walls included.
         num_lava: lava cells placed inside (never in front of the door; the layout stays solvable).
         num_distractor_keys: extra keys whose colour differs from the door's.
+        door_color: the door's (and its key's) colour; random when None.
+        distractor_color: the extra keys' colour; a random other colour when None.
         max_steps: episode length limit.
         agent_view_size: side of the square the agent sees (odd).
     """
 
     def __init__(self, min_room_size: int = 5, max_room_size: int = 10, num_lava: int = 0,
-                 num_distractor_keys: int = 0, max_steps: int = 150, agent_view_size: int = 3, **kwargs):
+                 num_distractor_keys: int = 0, door_color: str | None = None, distractor_color: str | None = None,
+                 max_steps: int = 150, agent_view_size: int = 3, **kwargs):
+        if door_color is not None and door_color == distractor_color:
+            raise ValueError("the distractor keys must not have the door's colour")
+        self.door_color, self.distractor_color = door_color, distractor_color
         self.min_room_size = min_room_size
         self.max_room_size = max_room_size
         self.num_lava = num_lava
@@ -42,7 +48,7 @@ class DoorKeyRoomEnv(RememberedMapEnv):
             size_y = self._rand_int(self.min_room_size, self.max_room_size + 1)
             self._draw_room(size_x, size_y)
             door_pos, door_front = self._random_wall_cell(size_x, size_y, self._rand_int(0, 4))
-            door_color = self._rand_elem(COLOR_NAMES)
+            door_color = self.door_color or self._rand_elem(COLOR_NAMES)
             self.door = Door(door_color, is_locked=True)
             self.grid.set(*door_pos, self.door)
 
@@ -53,8 +59,8 @@ class DoorKeyRoomEnv(RememberedMapEnv):
             self.place_obj(Key(door_color), (0, 0), (size_x, size_y), reject_fn=keep_door_front_free)
             other_colors = [c for c in COLOR_NAMES if c != door_color]
             for _ in range(self.num_distractor_keys):
-                self.place_obj(Key(self._rand_elem(other_colors)), (0, 0), (size_x, size_y),
-                               reject_fn=keep_door_front_free)
+                color = self.distractor_color or self._rand_elem(other_colors)
+                self.place_obj(Key(color), (0, 0), (size_x, size_y), reject_fn=keep_door_front_free)
             for _ in range(self.num_lava):
                 self.place_obj(Lava(), (0, 0), (size_x, size_y), reject_fn=keep_door_front_free)
             if self._solvable(door_front):
@@ -84,4 +90,8 @@ class DoorKeyRoomEnv(RememberedMapEnv):
 
 register_task("SimpleDoorKey", "envs.tasks.doorkey:DoorKeyRoomEnv")
 register_task("LavaDoorKey", "envs.tasks.doorkey:DoorKeyRoomEnv", num_lava=1)
-register_task("ColoredDoorKey", "envs.tasks.doorkey:DoorKeyRoomEnv", num_distractor_keys=1)
+# As in the paper's environment: a blue door, its blue key and a red key that does not open it.
+register_task("ColoredDoorKey", "envs.tasks.doorkey:DoorKeyRoomEnv", num_distractor_keys=1, door_color="blue",
+              distractor_color="red")
+# Harder variant (not in the paper): random colours, so the student must match key and door colours.
+register_task("ColoredDoorKeyRandom", "envs.tasks.doorkey:DoorKeyRoomEnv", num_distractor_keys=1)
