@@ -18,6 +18,7 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 # Number of distinct codes per observation channel: MiniGrid objects, colours, door states, agent dir + 1.
 CHANNEL_SIZES = (11, 6, 3, 5)
@@ -86,17 +87,33 @@ class EgocentricCrop(nn.Module):
 
 
 class GridEncoder(nn.Module):
-    """Remembered map ``(4 * k, W, H)`` -> feature vector: egocentric crop, one-hot cells, CNN, linear."""
+    """Remembered map ``(4 * k, W, H)`` -> feature vector: egocentric crop, one-hot cells, CNN, linear.
+
+    With ``ego_size`` the CNN reads an ``ego_size`` square around the agent at full resolution, and a coarse
+    summary of the whole map in the agent's frame (the one-hot planes averaged over ``GLOBAL_CELLS`` x
+    ``GLOBAL_CELLS`` regions: "how much is unseen / is there a key ahead-left, far away") goes straight to
+    the linear layer. It costs little and tells the student where to go when the target is out of the crop.
+    """
+
+    GLOBAL_CELLS = 5
 
     def __init__(self, obs_shape: tuple[int, int, int], hidden_size: int, ego_size: int):
         super().__init__()
         channels, width, height = obs_shape
         if channels % len(CHANNEL_SIZES):
             raise ValueError(f"observation has {channels} channels, expected a multiple of {len(CHANNEL_SIZES)}")
-        self.view = EgocentricCrop(width, height, ego_size) if ego_size else nn.Identity()
-        if ego_size:
-            width = height = ego_size
         self.encode = OneHotCells(channels // len(CHANNEL_SIZES))
+        self.ego_size = ego_size
+        global_features = 0
+        if ego_size:
+            whole = 2 * max(width, height) - 1  # every cell of the map stays in view wherever the agent is
+            self.span = max(whole, ego_size)
+            self.view = EgocentricCrop(width, height, self.span)
+            self.pool = max(1, -(-self.span // self.GLOBAL_CELLS))
+            global_features = self.encode.out_channels * (-(-self.span // self.pool)) ** 2
+            width = height = ego_size
+        else:
+            self.view = nn.Identity()
         layers = [_init(nn.Conv2d(self.encode.out_channels, 16, 3, padding=1)), nn.ReLU(), nn.MaxPool2d(2),
                   _init(nn.Conv2d(16, 32, 3, padding=1)), nn.ReLU()]
         if min(width, height) // 2 >= 8:  # large maps: pool once more to keep the net small
@@ -104,12 +121,18 @@ class GridEncoder(nn.Module):
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, self.encode.out_channels, width, height)).numel()
-        self.features = nn.Sequential(nn.Flatten(), _init(nn.Linear(flat, hidden_size)), nn.ReLU())
+        self.features = nn.Sequential(_init(nn.Linear(flat + global_features, hidden_size)), nn.ReLU())
         self.to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        planes = self.encode(self.view(obs)).contiguous(memory_format=torch.channels_last)
-        return self.features(self.conv(planes))
+        planes = self.encode(self.view(obs))
+        if not self.ego_size:
+            return self.features(self.conv(planes.contiguous(memory_format=torch.channels_last)).flatten(1))
+        start = (self.span - self.ego_size) // 2
+        local = planes[:, :, start:start + self.ego_size, start:start + self.ego_size]
+        local = local.contiguous(memory_format=torch.channels_last)
+        coarse = F.avg_pool2d(planes, self.pool, ceil_mode=True)
+        return self.features(torch.cat([self.conv(local).flatten(1), coarse.flatten(1)], 1))
 
 
 class VectorEncoder(nn.Module):
