@@ -39,6 +39,10 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
         if not config.resume and not config.overwrite and (run_dir / "config.json").exists():
             raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to start "
                              f"over, or choose another --savedir")
+    if config.overwrite:
+        for run_dir in run_dirs:  # start over: the old run's curves would otherwise mix with the new ones
+            for old in [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json", run_dir / CHECKPOINT_NAME]:
+                old.unlink(missing_ok=True)
     stop = StopFlag()
     results = []
     with _stop_on_signals(stop):

@@ -151,6 +151,16 @@ def markdown_table(rows: list[dict], task: str) -> str:
     return "\n".join(lines)
 
 
+def _run_settings(runs: list[dict], task: str) -> str:
+    """The settings that shape the curves, read from one run's config.json."""
+    run = next(r for r in runs if r["task"] == task and r["method"] != "ppo")
+    config = json.loads((Path(run["run_dir"]) / "config.json").read_text())
+    return (f"{config['num_envs']} envs x {config['num_steps']} steps per iteration, evaluation every "
+            f"{config['eval_interval']} iterations on {config['num_eval']} fixed layouts (sampled actions), "
+            f"distillation {config['distill_initial']} - {config['distill_decay']}/update to "
+            f"{config['distill_floor']}, off after {config['distill_off_after']} updates")
+
+
 def plot_task(runs: list[dict], teachers: dict, task: str, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -183,13 +193,11 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
         raise ValueError(f"sweep '{name}' has no finished runs yet")
     rows = summarise(runs, teachers)
     out.mkdir(parents=True, exist_ok=True)
-    sections = [f"# Sweep '{name}'", "",
-                f"Settings {json.dumps(settings.get('settings', {}))}; machine {json.dumps(settings.get('machine', {}))}.",
-                ""]
+    sections = [f"# Sweep '{name}'", "", f"Machine: {json.dumps(settings.get('machine', {}))}.", ""]
     for task in sorted({r["task"] for r in runs}):
         figure = plot_task(runs, teachers, task, out / f"{task.lower()}.png")
         budget = next(r["budget"] for r in rows if r["task"] == task)
-        sections += [f"## {task}", "", f"Budget {budget:,.0f} env steps per run.", "",
+        sections += [f"## {task}", "", f"Budget {budget:,.0f} env steps per run; {_run_settings(runs, task)}.", "",
                      f"![{task}]({figure.name})", "", markdown_table(rows, task), ""]
     markdown = out / "results.md"
     markdown.write_text("\n".join(sections))

@@ -98,3 +98,13 @@ def _tensorboard_tags(run_dir: Path) -> set:
     accumulator = EventAccumulator(str(run_dir))
     accumulator.Reload()
     return set(accumulator.Tags()["scalars"])
+
+
+def test_overwrite_starts_the_run_over(tmp_path, capsys):
+    args = ["train", "--task", "SimpleDoorKey", "--savedir", "o", "--logdir", str(tmp_path)] + SMALL
+    assert run(args, capsys)[0] == 0
+    assert run(args, capsys)[0] == 2, "an existing run is refused without --overwrite"
+    assert run(args + ["--overwrite", "--n_itr", "1"], capsys)[0] == 0
+    run_dir = tmp_path / "ppo" / "simpledoorkey" / "o"
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1, "the old run's events are gone"
+    assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 1

@@ -54,7 +54,8 @@ class RunConfig:
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)",
                                                     "group": "run"})
     overwrite: bool = field(default=False, metadata={
-        "help": "train: start over in an existing --savedir (its files are replaced)", "group": "run", "flag": True})
+        "help": "train: start over in an existing --savedir (its checkpoint, summary and TensorBoard events are "
+                "deleted first)", "group": "run", "flag": True})
     resume: bool = field(default=False, metadata={
         "help": "train: continue the run in --savedir from its last checkpoint (pass a larger --n_itr to "
                 "extend a finished run)", "group": "run", "flag": True})
