@@ -7,6 +7,7 @@ Reads ``<logdir>/sweeps/<name>/runs.csv`` (written by ``main.py sweep``), every 
 
 * ``<task>.png``: evaluation success rate against env steps, per method the mean over seeds with a 95%
   percentile-bootstrap band (``scipy.stats.bootstrap``), and the teachers' own success as dashed lines;
+* ``curves.csv``: every evaluation point of every run (task, method, seed, env steps, success rate);
 * ``results.md`` and ``summary.csv``: per task and method, env steps to evaluation success >= 0.9 (median and
   interquartile mean over seeds, with 95% bootstrap intervals), final success, and teacher-alone success.
 
@@ -201,6 +202,12 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
                      f"![{task}]({figure.name})", "", markdown_table(rows, task), ""]
     markdown = out / "results.md"
     markdown.write_text("\n".join(sections))
+    with (out / "curves.csv").open("w", newline="") as handle:  # every evaluation point of every run
+        writer = csv.writer(handle)
+        writer.writerow(["task", "method", "seed", "env_steps", "success_rate"])
+        for run in sorted(runs, key=lambda r: (r["task"], _method_rank(r["method"]), r["seed"])):
+            writer.writerows([run["task"], run["method"], run["seed"], int(x), f"{y:.4f}"]
+                             for x, y in zip(run["steps"], run["success"]))
     with (out / "summary.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["task", "method", "runs", "reached", "median_steps", "median_low", "median_high",

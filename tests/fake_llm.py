@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from planners.sources import OraclePlanSource
@@ -15,7 +16,8 @@ from planners.sources import OraclePlanSource
 class FakeLLMServer:
     """``with FakeLLMServer() as server: ... server.url, server.requests``."""
 
-    def __init__(self, answer=None):
+    def __init__(self, answer=None, delay: float = 0.0):
+        self.delay = delay  # seconds each request takes (to mimic a real model's latency)
         self.requests = 0
         self.sentences: list[str] = []
         self._answer = answer or self._oracle_answer
@@ -45,6 +47,8 @@ class FakeLLMServer:
                 server.requests += 1
                 sentence = body["messages"][-1]["content"]
                 server.sentences.append(sentence)
+                if server.delay:
+                    time.sleep(server.delay)
                 choices = [{"index": i, "message": {"role": "assistant", "content": server._answer(sentence)},
                             "finish_reason": "stop"} for i in range(int(body.get("n", 1)))]
                 self._reply(200, {"id": "fake", "object": "chat.completion", "created": 0,

@@ -33,6 +33,7 @@ def test_tiny_sweep_then_report(tmp_path, capsys):
     out = tmp_path / "report"
     assert main.main(["report", "--name", "tiny", "--logdir", logdir, "--out", str(out)]) == 0
     assert (out / "simpledoorkey.png").stat().st_size > 1000
+    assert len(list(csv.DictReader((out / "curves.csv").open()))) == 4 * 2, "two eval points of four runs"
     table = (out / "results.md").read_text()
     rows = [line for line in table.splitlines() if re.match(r"\| (ppo|hard) \|", line)]
     assert [row.split("|")[1].strip() for row in rows] == ["ppo", "hard"]
