@@ -153,7 +153,7 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
     check_compatible(meta, config.task, obs_shape, int(env.action_space.n), checkpoint)
     device = resolve_device(config.device)
     model = ActorCritic(tuple(model_config["obs_shape"]), model_config["num_actions"], model_config["hidden_size"],
-                        model_config["recurrent"], model_config.get("ego_size", 0))
+                        model_config["recurrent"], model_config["ego_size"])
     model.load_state_dict(payload["model"])
     model.to(device).eval()
     return (StudentPolicy(model, device, config.eval_deterministic, seed), frame_stack,

@@ -18,10 +18,11 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 # Number of distinct codes per observation channel: MiniGrid objects, colours, door states, agent dir + 1.
 CHANNEL_SIZES = (11, 6, 3, 5)
+# Bumped whenever a change makes old weights mean something else (checkpoints record it and are refused).
+ARCHITECTURE_VERSION = 2
 
 
 def _init(layer: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
@@ -86,13 +87,41 @@ class EgocentricCrop(nn.Module):
         return flat.gather(2, index.unsqueeze(1).expand(-1, channels, -1)).view(batch, channels, self.size, self.size)
 
 
+class CoarseCounts(nn.Module):
+    """``(B, 4 * k, S, S)`` codes -> ``(B, regions * 25 * k)``: per ``region x region`` block, the fraction of
+    cells holding each code. The same numbers as average-pooling the one-hot planes, without building them."""
+
+    def __init__(self, size: int, region: int, frames: int):
+        super().__init__()
+        blocks = -(-size // region)
+        rows = np.arange(size) // region
+        block_of_cell = (rows[:, None] * blocks + rows[None, :]).reshape(-1)
+        cells_per_block = np.bincount(block_of_cell, minlength=blocks * blocks)
+        self.codes = sum(CHANNEL_SIZES) * frames
+        self.num_features = blocks * blocks * self.codes
+        # index of (block, code) = block * codes + channel offset + code: the constant part precomputed
+        offsets = OneHotCells(frames).offsets.view(1, -1, 1)
+        base = offsets + torch.from_numpy(block_of_cell * self.codes).view(1, 1, -1)
+        self.register_buffer("base", base, persistent=False)
+        scale = 1.0 / np.repeat(cells_per_block, self.codes)
+        self.register_buffer("scale", torch.from_numpy(scale).float(), persistent=False)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        batch = codes.shape[0]
+        index = (codes.reshape(batch, codes.shape[1], -1).long() + self.base).reshape(batch, -1)
+        counts = torch.zeros(batch, self.num_features, device=codes.device)
+        counts.scatter_add_(1, index, torch.ones_like(index, dtype=counts.dtype))
+        return counts * self.scale
+
+
 class GridEncoder(nn.Module):
     """Remembered map ``(4 * k, W, H)`` -> feature vector: egocentric crop, one-hot cells, CNN, linear.
 
     With ``ego_size`` the CNN reads an ``ego_size`` square around the agent at full resolution, and a coarse
-    summary of the whole map in the agent's frame (the one-hot planes averaged over ``GLOBAL_CELLS`` x
-    ``GLOBAL_CELLS`` regions: "how much is unseen / is there a key ahead-left, far away") goes straight to
-    the linear layer. It costs little and tells the student where to go when the target is out of the crop.
+    summary of the whole map in the agent's frame (for each ~``1/GLOBAL_CELLS`` block of a crop spanning the
+    whole map, the fraction of cells holding each code: "how much is unseen / is there a key ahead-left, far
+    away") goes straight to the linear layer. It costs little and tells the student where to go when the
+    target is out of the crop.
     """
 
     GLOBAL_CELLS = 5
@@ -102,15 +131,16 @@ class GridEncoder(nn.Module):
         channels, width, height = obs_shape
         if channels % len(CHANNEL_SIZES):
             raise ValueError(f"observation has {channels} channels, expected a multiple of {len(CHANNEL_SIZES)}")
-        self.encode = OneHotCells(channels // len(CHANNEL_SIZES))
+        frames = channels // len(CHANNEL_SIZES)
+        self.encode = OneHotCells(frames)
         self.ego_size = ego_size
         global_features = 0
         if ego_size:
             whole = 2 * max(width, height) - 1  # every cell of the map stays in view wherever the agent is
             self.span = max(whole, ego_size)
             self.view = EgocentricCrop(width, height, self.span)
-            self.pool = max(1, -(-self.span // self.GLOBAL_CELLS))
-            global_features = self.encode.out_channels * (-(-self.span // self.pool)) ** 2
+            self.coarse = CoarseCounts(self.span, max(1, -(-self.span // self.GLOBAL_CELLS)), frames)
+            global_features = self.coarse.num_features
             width = height = ego_size
         else:
             self.view = nn.Identity()
@@ -125,14 +155,14 @@ class GridEncoder(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        planes = self.encode(self.view(obs))
+        codes = self.view(obs)
         if not self.ego_size:
-            return self.features(self.conv(planes.contiguous(memory_format=torch.channels_last)).flatten(1))
+            planes = self.encode(codes).contiguous(memory_format=torch.channels_last)
+            return self.features(self.conv(planes).flatten(1))
         start = (self.span - self.ego_size) // 2
-        local = planes[:, :, start:start + self.ego_size, start:start + self.ego_size]
+        local = self.encode(codes[:, :, start:start + self.ego_size, start:start + self.ego_size])
         local = local.contiguous(memory_format=torch.channels_last)
-        coarse = F.avg_pool2d(planes, self.pool, ceil_mode=True)
-        return self.features(torch.cat([self.conv(local).flatten(1), coarse.flatten(1)], 1))
+        return self.features(torch.cat([self.conv(local).flatten(1), self.coarse(codes)], 1))
 
 
 class VectorEncoder(nn.Module):
@@ -183,8 +213,8 @@ class ActorCritic(nn.Module):
         self.critic = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, 1), 1.0))
 
     def config(self) -> dict:
-        """JSON-able constructor arguments, stored in checkpoints."""
-        return {"obs_shape": list(self.obs_shape), "num_actions": self.num_actions,
+        """JSON-able constructor arguments (and the architecture version), stored in checkpoints."""
+        return {"architecture": ARCHITECTURE_VERSION, "obs_shape": list(self.obs_shape), "num_actions": self.num_actions,
                 "hidden_size": self.hidden_size, "recurrent": self.recurrent, "ego_size": self.ego_size}
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu"):

@@ -112,7 +112,7 @@ class Trainer:
             self._check_resumable(checkpoint)
         self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.hidden_size,
                                  config.recurrent, config.ego_size).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5, foreach=True)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5, fused=True)
         self.schedule = distillation_schedule(config)
         self.teacher = build_teacher(config, config.num_envs, seed) if config.teacher != "none" else None
         obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype

@@ -68,11 +68,11 @@ def train_steps_per_second(config, iterations: int, seed: int = 0) -> float:
 
 
 def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int, planner: str,
-        teacher: str) -> list[tuple[str, float]]:
+        teacher: str, extra: dict | None = None) -> list[tuple[str, float]]:
     """Median env steps/s of each part; returns [(name, steps_per_second)]."""
     from utils.config import build_config
-    common = {"num_envs": num_envs, "num_steps": num_steps, "eval_interval": 0, "save_interval": 0,
-              "log_interval": 10**9, "planner": planner}
+    common = {**(extra or {}), "num_envs": num_envs, "num_steps": num_steps, "eval_interval": 0,
+              "save_interval": 0, "log_interval": 10**9, "planner": planner}
     on = build_config(task, {**common, "teacher": teacher, "n_itr": iterations + 1,
                              "distill_off_after": iterations + 1})
     off = build_config(task, {**common, "teacher": "none", "n_itr": iterations + 1})
@@ -100,13 +100,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repeats per part; the median is reported")
     parser.add_argument("--planner", default="recorded", choices=("recorded", "oracle"), help="teacher's planner")
     parser.add_argument("--teacher", default="hard", choices=("hard", "soft"), help="teacher mode")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="other training settings, e.g. --set num_minibatches=4")
 
 
 def main(args: argparse.Namespace) -> int:
     for name in ("num_envs", "num_steps", "iterations", "repeats"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name} must be a positive number")
+    from bench.sweep import parse_settings
     results = run(args.task, args.num_envs, args.num_steps, args.iterations, args.repeats, args.planner,
-                  args.teacher)
+                  args.teacher, parse_settings(args.set))
     print(format_table(args.task, args.num_envs, results))
     return 0

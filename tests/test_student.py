@@ -110,3 +110,22 @@ def test_schedule_decays_to_a_floor_then_switches_off():
     assert DistillationSchedule(1.0, 0.0, 0.0, 0).coef(0) == 0.0
     with pytest.raises(ValueError):
         DistillationSchedule(initial=-1.0)
+
+
+def test_coarse_view_counts_codes_per_block():
+    from algos.model import CoarseCounts
+    codes = torch.randint(0, 3, (2, 4, 7, 7), dtype=torch.uint8)
+    counts = CoarseCounts(7, 3, 1)(codes).view(2, 9, 25)  # 3x3 blocks of 3x3 cells (edge blocks smaller)
+    np.testing.assert_allclose(counts[:, :, :11].sum(-1).numpy(), 1.0, rtol=1e-6)  # one object per cell
+    block = codes[0, 0, :3, :3].flatten().long()
+    expected = torch.bincount(block, minlength=11).float() / 9
+    assert torch.allclose(counts[0, 0, :11], expected)
+    corner = codes[1, 2, 6:, 6:].flatten().long() + 17  # state channel of the 1x1 corner block
+    assert counts[1, 8, corner.item()] == 1.0
+
+
+def test_checkpoints_of_another_architecture_are_refused(tmp_path):
+    from utils.checkpoint import CheckpointError, check_compatible
+    meta = {"task": "SimpleDoorKey", "model_config": {"architecture": 1, "obs_shape": [4, 10, 10], "num_actions": 7}}
+    with pytest.raises(CheckpointError, match="another version of the student network"):
+        check_compatible(meta, "SimpleDoorKey", (4, 10, 10), 7, tmp_path / "acmodel.pt")
