@@ -14,7 +14,7 @@ import torch
 
 @dataclass
 class Minibatch:
-    obs: torch.Tensor
+    obs: torch.Tensor | tuple  # observations, or rows of the model's prepared inputs (see ``minibatches``)
     actions: torch.Tensor
     logprobs: torch.Tensor
     values: torch.Tensor
@@ -73,29 +73,34 @@ class RolloutBuffer:
         self.returns = self.advantages + self.values
         self.step = 0
 
-    def minibatches(self, num_minibatches: int, generator: torch.Generator,
-                    recurrent: bool = False) -> Iterator[Minibatch]:
-        """Shuffled minibatches; for a recurrent policy each minibatch holds whole env sequences."""
+    def minibatches(self, num_minibatches: int, generator: torch.Generator, recurrent: bool = False,
+                    inputs: tuple[torch.Tensor, ...] | None = None) -> Iterator[Minibatch]:
+        """Shuffled minibatches; for a recurrent policy each minibatch holds whole env sequences.
+
+        ``inputs``: tensors shaped ``(num_steps, num_envs, ...)`` derived from the observations (the model's
+        prepared inputs); when given, ``Minibatch.obs`` holds their rows as a tuple instead of observations.
+        """
         if recurrent:
             envs_per_batch = max(1, self.num_envs // num_minibatches)
             order = torch.randperm(self.num_envs, generator=generator)
             for start in range(0, self.num_envs, envs_per_batch):
                 envs = order[start:start + envs_per_batch]
                 state = tuple(s[:, envs] for s in self.initial_state)
-                yield self._gather((slice(None), envs), state, flatten=True)
+                yield self._gather((slice(None), envs), state, flatten=True, inputs=inputs)
             return
         total = self.num_steps * self.num_envs
         size = max(1, total // num_minibatches)
         order = torch.randperm(total, generator=generator)
         for start in range(0, total, size):
-            yield self._gather(order[start:start + size], None, flatten=False)
+            yield self._gather(order[start:start + size], None, flatten=False, inputs=inputs)
 
-    def _gather(self, index, state, flatten: bool) -> Minibatch:
+    def _gather(self, index, state, flatten: bool, inputs: tuple | None) -> Minibatch:
         def take(tensor: torch.Tensor) -> torch.Tensor:
             if flatten:  # (T, B_sub, ...) -> (T * B_sub, ...), time-major
                 part = tensor[index]
                 return part.reshape((-1,) + part.shape[2:])
             return tensor.reshape((-1,) + tensor.shape[2:])[index]
-        return Minibatch(take(self.obs), take(self.actions), take(self.logprobs), take(self.values),
+        obs = take(self.obs) if inputs is None else tuple(take(tensor) for tensor in inputs)
+        return Minibatch(obs, take(self.actions), take(self.logprobs), take(self.values),
                          take(self.advantages), take(self.returns), take(self.teacher_probs),
                          take(self.episode_starts), state)

@@ -154,15 +154,20 @@ class GridEncoder(nn.Module):
         self.features = nn.Sequential(_init(nn.Linear(flat + global_features, hidden_size)), nn.ReLU())
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def prepare(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The parameter-free part: one-hot planes of the (egocentric) view, channels-last ``(B, W, H, C)``,
+        and the coarse counts ``(B, F)`` when ``ego_size`` is set."""
         codes = self.view(obs)
         if not self.ego_size:
-            planes = self.encode(codes).contiguous(memory_format=torch.channels_last)
-            return self.features(self.conv(planes).flatten(1))
+            return (self.encode(codes).permute(0, 2, 3, 1),)
         start = (self.span - self.ego_size) // 2
         local = self.encode(codes[:, :, start:start + self.ego_size, start:start + self.ego_size])
-        local = local.contiguous(memory_format=torch.channels_last)
-        return self.features(torch.cat([self.conv(local).flatten(1), self.coarse(codes)], 1))
+        return local.permute(0, 2, 3, 1), self.coarse(codes)
+
+    def forward(self, obs: torch.Tensor | tuple) -> torch.Tensor:
+        planes, *coarse = self.prepare(obs) if isinstance(obs, torch.Tensor) else obs
+        maps = self.conv(planes.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)).flatten(1)
+        return self.features(torch.cat([maps, *coarse], 1) if coarse else maps)
 
 
 class VectorEncoder(nn.Module):
@@ -173,8 +178,11 @@ class VectorEncoder(nn.Module):
         self.net = nn.Sequential(_init(nn.Linear(obs_dim, hidden_size)), nn.ReLU(),
                                  _init(nn.Linear(hidden_size, hidden_size)), nn.ReLU())
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float())
+    def prepare(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (obs.float(),)
+
+    def forward(self, obs: torch.Tensor | tuple) -> torch.Tensor:
+        return self.net(obs.float() if isinstance(obs, torch.Tensor) else obs[0])
 
 
 class ActorCritic(nn.Module):
@@ -224,11 +232,18 @@ class ActorCritic(nn.Module):
         zeros = torch.zeros(1, batch_size, self.hidden_size, device=device)
         return zeros, zeros.clone()
 
-    def forward(self, obs: torch.Tensor, state=None, episode_starts: torch.Tensor | None = None):
+    def prepare(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The parameter-free part of the forward pass (crop, one-hot, coarse counts) for a batch of
+        observations ``(N, ...)``. PPO prepares a whole rollout once instead of once per minibatch and epoch;
+        ``forward`` accepts the result (or rows of it) in place of the observations."""
+        return self.encoder.prepare(obs)
+
+    def forward(self, obs: torch.Tensor | tuple, state=None, episode_starts: torch.Tensor | None = None):
         """Logits ``(B, A)``, values ``(B,)`` and the next recurrent state.
 
-        For the recurrent net ``obs`` is a sequence ``(T * B, ...)`` in time-major order, ``state`` the LSTM
-        state before its first step and ``episode_starts`` ``(T * B,)`` flags that reset the state.
+        ``obs`` is a batch of observations or the output of :meth:`prepare` for one. For the recurrent net
+        ``obs`` is a sequence ``(T * B, ...)`` in time-major order, ``state`` the LSTM state before its first
+        step and ``episode_starts`` ``(T * B,)`` flags that reset the state.
         """
         hidden = self.encoder(obs)
         if self.recurrent:

@@ -43,8 +43,9 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
     stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "entropy", "distill", "approx_kl",
                                                      "clipfrac")}
     recurrent = getattr(model, "recurrent", False)
+    inputs = _prepared_inputs(model, buffer)
     for _ in range(settings.update_epochs):
-        for mb in buffer.minibatches(settings.num_minibatches, generator, recurrent):
+        for mb in buffer.minibatches(settings.num_minibatches, generator, recurrent, inputs):
             logits, values, _ = model(mb.obs, mb.initial_state, mb.episode_starts)
             log_probs = F.log_softmax(logits, dim=-1)
             new_logprobs = log_probs.gather(1, mb.actions.unsqueeze(1)).squeeze(1)
@@ -67,7 +68,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm, foreach=True)
             optimizer.step()
 
             with torch.no_grad():
@@ -78,3 +79,14 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
                 stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
                 stats["clipfrac"].append(((ratio - 1).abs() > settings.clip_coef).float().mean().item())
     return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
+def _prepared_inputs(model: nn.Module, buffer: RolloutBuffer) -> tuple[torch.Tensor, ...] | None:
+    """The model's parameter-free input work for the whole rollout, done once instead of once per minibatch
+    and epoch; None for models without a ``prepare`` step."""
+    if not hasattr(model, "prepare"):
+        return None
+    lead = buffer.obs.shape[:2]
+    with torch.no_grad():
+        prepared = model.prepare(buffer.obs.reshape((-1,) + buffer.obs.shape[2:]))
+    return tuple(tensor.reshape(lead + tensor.shape[1:]) for tensor in prepared)

@@ -25,6 +25,42 @@ def test_model_shapes_for_maps_vectors_and_lstm():
     assert vector_logits.shape == (3, 5)
 
 
+@pytest.mark.parametrize("shape, ego_size", [((4, 10, 10), 11), ((4, 10, 10), 0), ((12,), 0)])
+def test_prepared_inputs_give_the_same_outputs_as_observations(shape, ego_size):
+    torch.manual_seed(0)
+    model = ActorCritic(shape, 7, ego_size=ego_size)
+    if len(shape) == 3:
+        obs = torch.from_numpy(np.stack([room_obs(10, 10), room_obs(10, 10, agent=(5, 5), direction=2,
+                                                                    objects=[(KEY, "red", (6, 5), 0)])]))
+    else:
+        obs = torch.rand(2, shape[0])
+    direct_logits, direct_values, _ = model(obs)
+    prepared = model.prepare(obs)
+    assert all(tensor.shape[0] == 2 for tensor in prepared)
+    logits, values, _ = model(prepared)
+    torch.testing.assert_close(logits, direct_logits)
+    torch.testing.assert_close(values, direct_values)
+    # rows of a prepared batch stand for the same rows of observations
+    torch.testing.assert_close(model(tuple(t[1:] for t in prepared))[0], model(obs[1:])[0])
+
+
+def test_minibatches_of_prepared_inputs_line_up_with_their_transitions():
+    buffer = RolloutBuffer(3, 2, (4, 10, 10), 7)
+    for t in range(3):
+        obs = np.stack([room_obs(10, 10, agent=(2 + t, 2 + env), direction=t) for env in range(2)])
+        buffer.add(obs, np.zeros(2, bool), torch.tensor([t, 3 + t]), torch.zeros(2), torch.zeros(2),
+                   np.zeros(2, np.float32), None)
+    buffer.initial_state = (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8))  # read by the recurrent order only
+    model = ActorCritic((4, 10, 10), 7)
+    inputs = tuple(t.reshape((3, 2) + t.shape[1:]) for t in model.prepare(buffer.obs.reshape(6, 4, 10, 10)))
+    for recurrent in (False, True):
+        plain = list(buffer.minibatches(2, torch.Generator().manual_seed(1), recurrent))
+        prepared = list(buffer.minibatches(2, torch.Generator().manual_seed(1), recurrent, inputs))
+        for a, b in zip(plain, prepared):
+            assert torch.equal(a.actions, b.actions)
+            torch.testing.assert_close(model(b.obs)[0], model(a.obs)[0])
+
+
 def test_egocentric_crop_puts_what_is_ahead_above_the_agent():
     obs = room_obs(9, 9, agent=(4, 4), direction=1, objects=[(KEY, "red", (4, 6), 0)])  # facing +y (south)
     view = EgocentricCrop(9, 9, 7)(torch.from_numpy(obs[None]))[0].numpy()
