@@ -25,6 +25,7 @@ OBJECT_CHANNEL, COLOR_CHANNEL, STATE_CHANNEL, AGENT_CHANNEL = 0, 1, 2, 3
 NUM_CHANNELS = 4
 EMPTY_CELL = (OBJECT_TO_IDX["empty"], 0, 0)
 _DIR_VECTORS = ((1, 0), (0, 1), (-1, 0), (0, -1))
+_WALL, _DOOR = OBJECT_TO_IDX["wall"], OBJECT_TO_IDX["door"]
 
 
 def _view_offsets(view_size: int) -> list[list[list[tuple[int, int]]]]:
@@ -67,6 +68,14 @@ def _visible_cells(states: tuple[int, ...], size: int) -> list[int]:
     return visible_cells
 
 
+def _sight_of(world: np.ndarray) -> np.ndarray:
+    """MiniGrid's ``see_behind`` for encoded cells ``(3, W, H)``: walls and closed or locked doors block
+    sight (1), everything else lets it through (2)."""
+    objects, states = world[OBJECT_CHANNEL], world[STATE_CHANNEL]
+    opaque = (objects == _WALL) | ((objects == _DOOR) & (states != 0))
+    return np.where(opaque, 1, 2).astype(np.uint8)
+
+
 class RememberedMapEnv(MiniGridEnv):
     """Base class: a MiniGrid env with a fixed-size remembered-map observation.
 
@@ -81,10 +90,15 @@ class RememberedMapEnv(MiniGridEnv):
         super().__init__(mission_space=MissionSpace(mission_func=lambda: mission), width=width,
                          height=height, max_steps=max_steps, agent_view_size=agent_view_size, **kwargs)
         self.observation_space = spaces.Box(0, 255, shape=(NUM_CHANNELS, width, height), dtype=np.uint8)
-        self._flat_offsets = [[cell for row in rows for cell in row] for rows in _view_offsets(agent_view_size)]
+        flat_offsets = np.array([[cell for row in rows for cell in row] for rows in _view_offsets(agent_view_size)])
+        self._offset_x, self._offset_y = flat_offsets[..., 0], flat_offsets[..., 1]  # (direction, view cell)
         self._half_view = agent_view_size // 2
-        self._visibility: dict[tuple, list[int]] = {}  # occlusion pattern -> visible view cells (memoised)
+        self._visibility: dict[bytes, np.ndarray] = {}  # occlusion pattern -> visible view cells (memoised)
         self._world = np.zeros((3, width, height), dtype=np.uint8)
+        # Sight of every cell (0 off the grid, 1 blocks sight, 2 lets it through), padded by the view size so
+        # that one fancy index reads the whole view; kept in step with _world.
+        self._pad = agent_view_size
+        self._sight = np.zeros((width + 2 * self._pad, height + 2 * self._pad), dtype=np.uint8)
         self.memory = np.zeros((3, width, height), dtype=np.uint8)
         self.seen = np.zeros((width, height), dtype=bool)
 
@@ -117,33 +131,27 @@ class RememberedMapEnv(MiniGridEnv):
         """Called by MiniGrid after reset and after every step; returns the remembered map."""
         if self.step_count == 0:
             self._world[:] = self.grid.encode()[..., :3].transpose(2, 0, 1)
+            inside = self._sight[self._pad:self._pad + self.width, self._pad:self._pad + self.height]
+            inside[:] = _sight_of(self._world)
         self._update_memory()
         return self._observation()
 
     def _encode_world_cell(self, x: int, y: int) -> None:
         cell = self.grid.get(x, y)
         self._world[:, x, y] = cell.encode() if cell is not None else EMPTY_CELL
+        self._sight[x + self._pad, y + self._pad] = _sight_of(self._world[:, x:x + 1, y:y + 1])[0, 0]
 
     def _update_memory(self) -> None:
         """Copy the cells the agent sees now from the world into the remembered map."""
         ax, ay = self.agent_pos
-        width, height, cells = self.width, self.height, self.grid.grid
-        offsets = self._flat_offsets[self.agent_dir]
-        states = []  # per view cell: 0 off the grid, 1 blocks sight, 2 lets sight through
-        for dx, dy in offsets:
-            x, y = ax + dx, ay + dy
-            if 0 <= x < width and 0 <= y < height:
-                cell = cells[y * width + x]
-                states.append(2 if cell is None or cell.see_behind() else 1)
-            else:
-                states.append(0)
-        states[self._half_view] = 2  # the agent's own cell never blocks its view
-        pattern = tuple(states)
-        visible = self._visibility.get(pattern)
+        offset_x, offset_y = self._offset_x[self.agent_dir], self._offset_y[self.agent_dir]
+        pattern = self._sight[offset_x + (ax + self._pad), offset_y + (ay + self._pad)]
+        pattern[self._half_view] = 2  # the agent's own cell never blocks its view
+        key = pattern.tobytes()
+        visible = self._visibility.get(key)
         if visible is None:
-            visible = self._visibility[pattern] = _visible_cells(pattern, self.agent_view_size)
-        xs = [ax + offsets[i][0] for i in visible]
-        ys = [ay + offsets[i][1] for i in visible]
+            visible = self._visibility[key] = np.array(_visible_cells(tuple(pattern.tolist()), self.agent_view_size))
+        xs, ys = offset_x[visible] + ax, offset_y[visible] + ay
         self.memory[:, xs, ys] = self._world[:, xs, ys]
         self.seen[xs, ys] = True
 

@@ -39,24 +39,16 @@ def test_same_seed_same_layout():
 
 @pytest.mark.parametrize("task", TASKS)
 def test_memory_holds_exactly_what_minigrid_showed(task):
-    """Every step, the newly seen cells are MiniGrid's own visible cells and the map keeps them."""
+    """Every step, the newly seen cells are MiniGrid's own visible cells and the map keeps them (also after
+    pick-ups, drops and doors opening or closing, which change what blocks the view)."""
     env = envs.make_env(task)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     ever_seen = env.seen.copy()
     assert ever_seen.sum() >= 3, "the first observation already shows the cells in view"
-    for _ in range(300):
-        obs, _, terminated, truncated, _ = env.step(int(rng.integers(0, 3)))
-        _, vis = env.gen_obs_grid()
-        f, r, size = np.array(env.dir_vec), np.array(env.right_vec), env.agent_view_size
-        top_left = np.array(env.agent_pos) + f * (size - 1) - r * (size // 2)
-        visible = np.zeros_like(env.seen)
-        for j in range(size):
-            for i in range(size):
-                x, y = top_left - f * j + r * i
-                if vis[i, j] and 0 <= x < env.width and 0 <= y < env.height:
-                    visible[x, y] = True
-        ever_seen |= visible
+    for _ in range(600):
+        obs, _, terminated, truncated, _ = env.step(int(rng.choice(6, p=[0.25, 0.25, 0.3, 0.05, 0.05, 0.1])))
+        ever_seen |= _minigrid_visible(env)
         assert np.array_equal(env.seen, ever_seen)
         world = env.grid.encode()[..., 0]
         seen_objects = obs[0][env.seen]
@@ -68,6 +60,43 @@ def test_memory_holds_exactly_what_minigrid_showed(task):
         if terminated or truncated:
             env.reset()
             ever_seen = env.seen.copy()
+
+
+def _minigrid_visible(env) -> np.ndarray:
+    """The cells MiniGrid itself says the agent sees now, as a (width, height) mask."""
+    _, vis = env.gen_obs_grid()
+    f, r, size = np.array(env.dir_vec), np.array(env.right_vec), env.agent_view_size
+    top_left = np.array(env.agent_pos) + f * (size - 1) - r * (size // 2)
+    visible = np.zeros_like(env.seen)
+    for j in range(size):
+        for i in range(size):
+            x, y = top_left - f * j + r * i
+            if vis[i, j] and 0 <= x < env.width and 0 <= y < env.height:
+                visible[x, y] = True
+    return visible
+
+
+def test_view_follows_a_door_that_changes_mid_episode():
+    """In these tasks opening a door ends the episode, but a cell that changes (as a toggle changes it)
+    must change what the agent can see through it from then on."""
+    from minigrid.core.world_object import Door, Wall
+    env = envs.make_env("SimpleDoorKey")
+    env.reset(seed=3)
+    front = np.array(env.front_pos)
+    door = Door("yellow", is_open=False, is_locked=True)
+    for side in (-1, 0, 1):  # a door in a wall across the agent's view
+        cell = tuple(int(v) for v in front + side * np.array(env.right_vec))
+        env.grid.set(*cell, door if side == 0 else Wall())
+        env._encode_world_cell(*cell)
+    env.seen[:] = False
+    env._update_memory()
+    closed = env.seen.copy()
+    assert np.array_equal(closed, _minigrid_visible(env)), "a locked door hides the cells behind it"
+    door.is_open, door.is_locked = True, False
+    env._encode_world_cell(*(int(v) for v in front))
+    env._update_memory()
+    assert np.array_equal(env.seen, closed | _minigrid_visible(env))
+    assert env.seen.sum() > closed.sum(), "the open door lets the agent see past it"
 
 
 def _solve_with_oracle(task, seed):
