@@ -71,24 +71,15 @@ def serve(app):
         sock.close()
 
 
-@pytest.fixture(scope="module")
-def upstream_server():
-    srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
-def upstream(upstream_server):
-    upstream_server.clear()
-    yield upstream_server
-    upstream_server.clear()
+def upstream(server):
+    """The fake GLM service (conftest's loopback server, cleared for each test)."""
+    return server
 
 
 @pytest.fixture(scope="module")
-def proxy(upstream_server):
-    factory = make_zhipu_client_factory(KEY, base_url=f"http://127.0.0.1:{upstream_server.port}/api/paas/v4",
+def proxy(shared_server):
+    factory = make_zhipu_client_factory(KEY, base_url=f"http://127.0.0.1:{shared_server.port}/api/paas/v4",
                                         timeout=5.0, max_retries=0)
     with serve(create_app(factory, default_model="glm-4-flash", max_parallel=3)) as url:
         yield url
