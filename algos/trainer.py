@@ -222,7 +222,7 @@ class Trainer:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
                              f"answered from the cache, {counters['cache_misses']} asked live, "
                              f"{counters['outage_answers']} stand-in answers during outages, "
-                             f"{counters['llm_seconds']:.1f}s waiting")
+                             f"{counters['llm_seconds']:.1f}s in LLM requests (concurrent ones each counted)")
         self.logger.close()
         self.envs.close()
         elapsed = time.perf_counter() - self.start_time

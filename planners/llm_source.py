@@ -64,7 +64,8 @@ class LLMPlanSource:
 
     Counters: ``llm_calls`` (HTTP requests), ``cache_hits``, ``cache_misses``,
     ``fallbacks`` (live answers that became ``"explore"``) and
-    ``teacher_seconds`` (wall time spent waiting on the LLM).
+    ``teacher_seconds`` (wall time of the LLM requests, summed: concurrent requests each count, so
+    this bounds the time training waited from above).
     """
 
     name = "llm"

@@ -87,3 +87,12 @@ def test_sweep_on_a_local_ray_cluster(tmp_path):
         assert row["run_dir"].startswith(str(tmp_path))
         files = {p.name for p in __import__("pathlib").Path(row["run_dir"]).iterdir()}
         assert {"acmodel.pt", "config.json", "eval_curve.csv", "summary.json"} <= files
+
+
+def test_llm_cost_counts_calls_then_replays_from_the_cache():
+    from bench.llm_cost import format_rows, measure
+    first, second = measure("SimpleDoorKey", latency=0.0, iterations=1)
+    assert first["http_requests"] > 0 and first["cache_hits"] == 0
+    assert second["http_requests"] == 0 and second["cache_hits"] == first["http_requests"]
+    assert second["llm_seconds"] == 0 and first["env_steps"] == second["env_steps"] > 0
+    assert "| same cache |" in format_rows("SimpleDoorKey", 0.0, [first, second])
