@@ -81,11 +81,9 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
-def _prepared_inputs(model: nn.Module, buffer: RolloutBuffer) -> tuple[torch.Tensor, ...] | None:
-    """The model's parameter-free input work for the whole rollout, done once instead of once per minibatch
-    and epoch; None for models without a ``prepare`` step."""
-    if not hasattr(model, "prepare"):
-        return None
+def _prepared_inputs(model: nn.Module, buffer: RolloutBuffer) -> tuple[torch.Tensor, ...]:
+    """The model's parameter-free input work (``ActorCritic.prepare``) for the whole rollout, done once
+    instead of once per minibatch and epoch."""
     lead = buffer.obs.shape[:2]
     with torch.no_grad():
         prepared = model.prepare(buffer.obs.reshape((-1,) + buffer.obs.shape[2:]))

@@ -7,7 +7,8 @@ every sentence with the scripted oracle plan after ``--latency`` seconds, honour
 ``--planner llm`` and a fresh answer cache, then trains again with the same cache, and prints for both runs
 the requests the server received, the planner's cache hits, the seconds spent in LLM requests (summed;
 requests for several envs' new sentences run concurrently, so training waited at most this long), that
-time per env step, and each run's wall time. No model is involved: the numbers measure this project's calling pattern, not an LLM.
+time per env step, and each run's wall time. No model is involved: the numbers measure this project's
+calling pattern, not an LLM.
 """
 from __future__ import annotations
 
