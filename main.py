@@ -26,6 +26,7 @@ def task_dir(config: RunConfig) -> Path:
 def train_command(config: RunConfig, argv: list[str]) -> int:
     from algos.rollout import StopFlag, TrainingInterrupted
     from algos.trainer import CHECKPOINT_NAME, train_run
+    from planners.factory import build_training_teacher
     if not config.savedir:
         raise UsageError(f"train needs --savedir NAME (the run is written to {task_dir(config)}/NAME)")
     if config.resume and config.overwrite:
@@ -48,7 +49,8 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
     with _stop_on_signals(stop):
         for seed, run_dir in zip(seeds, run_dirs):
             try:
-                results.append(train_run(config, seed, run_dir, resume=config.resume and run_dir.exists(),
+                teacher = build_training_teacher(config, seed)
+                results.append(train_run(config, seed, run_dir, teacher, resume=config.resume and run_dir.exists(),
                                          stop=stop))
             except TrainingInterrupted:
                 command = " ".join(["python main.py"] + [a for a in argv if a != "--overwrite"] +
@@ -162,8 +164,8 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
 
 def cache_command(args) -> int:
     """Export an LLM answer cache to the recorded-plans JSON format, or import such a file into a cache."""
-    from planners.answer_cache import AnswerCache, CacheKey
-    from planners.llm_source import system_prompt
+    from planners.llm.cache import AnswerCache, CacheKey
+    from planners.llm.source import system_prompt
     config = build_config(args.task, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
                                       if getattr(args, k, None) is not None})
     with AnswerCache(args.cache) as cache:
@@ -191,9 +193,9 @@ def _bench_module(command: str):
 
 def main(argv: list[str] | None = None) -> int:
     from envs.registry import TaskUnavailableError, UnknownTaskError
-    from planners.answer_cache import CacheCorruptError
-    from planners.llm_client import LLMServerError
-    from planners.llm_source import LLMGarbageError
+    from planners.llm.cache import CacheCorruptError
+    from planners.llm.client import LLMServerError
+    from planners.llm.source import LLMGarbageError
     from utils.checkpoint import CheckpointError
     bad_input = (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError,
                  CacheCorruptError, LLMServerError, LLMGarbageError)

@@ -24,7 +24,7 @@ from algos.ppo import PPOSettings, ppo_update
 from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
 from algos.schedule import DistillationSchedule
 from envs.vector import EnvBatch
-from planners.factory import build_teacher
+from planners.teacher import Teacher
 from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from utils.config import RunConfig
 from utils.logger import RunLogger
@@ -73,15 +73,14 @@ def ppo_settings(config: RunConfig) -> PPOSettings:
                        normalize_advantages=config.norm_adv)
 
 
-def llm_counters(teacher) -> dict:
+def llm_counters(teacher: Teacher | None) -> dict:
     """LLM call/cache counters of a teacher whose planner asks a live LLM; {} for other planners."""
-    source = teacher.planner.source if teacher is not None else None
-    if not hasattr(source, "counters"):
+    stats = teacher.stats() if teacher is not None else {}
+    if "llm_calls" not in stats:
         return {}
-    counters = source.counters()
-    return {"llm_calls": counters["llm_calls"], "cache_hits": counters["cache_hits"],
-            "cache_misses": counters["cache_misses"], "outage_answers": counters["outage_answers"],
-            "llm_seconds": counters["teacher_seconds"]}
+    return {"llm_calls": stats["llm_calls"], "cache_hits": stats["cache_hits"],
+            "cache_misses": stats["cache_misses"], "outage_answers": stats["outage_answers"],
+            "llm_seconds": stats["teacher_seconds"]}
 
 
 class Trainer:
@@ -91,9 +90,10 @@ class Trainer:
     before anything is written, so a refused run leaves the folder as it was.
     """
 
-    def __init__(self, config: RunConfig, seed: int, run_dir: Path, resume: bool = False, stream=None,
-                 stop: StopFlag | None = None):
+    def __init__(self, config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None,
+                 resume: bool = False, stream=None, stop: StopFlag | None = None):
         self.config, self.seed, self.run_dir = config, seed, Path(run_dir)
+        self.teacher = teacher  # owned from here on: closed when the run ends
         self.stop = stop or StopFlag()
         self.stream = stream
         np.random.seed(seed)
@@ -114,7 +114,6 @@ class Trainer:
                                  config.recurrent, config.ego_size).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5, fused=True)
         self.schedule = distillation_schedule(config)
-        self.teacher = build_teacher(config, config.num_envs, seed) if config.teacher != "none" else None
         obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype
         self.buffer = RolloutBuffer(config.num_steps, config.num_envs, self.envs.observation_shape,
                                     self.envs.num_actions, obs_dtype)
@@ -162,8 +161,8 @@ class Trainer:
         self.collector.generator.set_state(state["sampling_rng"])
         self.eval_policy.generator.set_state(state["eval_rng"])
         torch.set_rng_state(state["torch_rng"])
-        if self.teacher is not None and state.get("teacher_rng") is not None:
-            self.teacher.rng.bit_generator.state = json.loads(state["teacher_rng"])
+        if self.teacher is not None and state.get("teacher_state") is not None:
+            self.teacher.load_state_dict(json.loads(state["teacher_state"]))
 
     def save(self) -> None:
         """Write ``acmodel.pt`` atomically with everything needed to resume."""
@@ -175,7 +174,7 @@ class Trainer:
             "wall_seconds": self.wall_offset + time.perf_counter() - self.start_time,
             "update_rng": self.update_generator.get_state(), "sampling_rng": self.collector.generator.get_state(),
             "eval_rng": self.eval_policy.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "teacher_rng": json.dumps(self.teacher.rng.bit_generator.state) if self.teacher is not None else None,
+            "teacher_state": json.dumps(self.teacher.state_dict()) if self.teacher is not None else None,
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model.state_dict(), self.optimizer.state_dict(), meta,
                         extra={"trainer": trainer_state})
@@ -209,29 +208,39 @@ class Trainer:
                 recent = self._iterate(recent, curve)
         except TrainingInterrupted:
             self.save()
-            self.logger.close()
             raise
         except BaseException:
             if self.iteration > 0:
                 self.save()  # keep the completed iterations whatever went wrong
-            self.logger.close()
             raise
-        self.save()
+        else:
+            self.save()
+            return self._finish(steps_at_start)
+        finally:
+            self.close()
+
+    def _finish(self, steps_at_start: int) -> TrainResult:
         counters = llm_counters(self.teacher)
         if counters:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
                              f"answered from the cache, {counters['cache_misses']} asked live, "
                              f"{counters['outage_answers']} stand-in answers during outages, "
                              f"{counters['llm_seconds']:.1f}s in LLM requests (concurrent ones each counted)")
-        self.logger.close()
-        self.envs.close()
         elapsed = time.perf_counter() - self.start_time
         result = TrainResult(str(self.run_dir), self.env_steps, self.iteration,
                              self.last_eval.success_rate if self.last_eval else None, self.steps_to_threshold,
                              (self.env_steps - steps_at_start) / max(elapsed, 1e-9),
-                             self.teacher.planner.fallback_count if self.teacher else 0, counters)
+                             self.teacher.stats()["fallbacks"] if self.teacher else 0, counters)
         (self.run_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=2))
         return result
+
+    def close(self) -> None:
+        """Release the logger, the envs and the teacher (its LLM cache and HTTP client)."""
+        if getattr(self, "logger", None) is not None:
+            self.logger.close()
+        self.envs.close()
+        if self.teacher is not None:
+            self.teacher.close()
 
     def _iterate(self, recent: list, curve: Path) -> list:
         config = self.config
@@ -266,7 +275,8 @@ class Trainer:
                             "charts/episodic_length": np.mean([e.length for e in stats.episodes]),
                             "charts/success_rate": np.mean([e.success for e in stats.episodes])})
         if self.teacher is not None:
-            scalars["teacher/fallbacks"] = self.teacher.planner.fallback_count
+            teacher_stats = self.teacher.stats()
+            scalars.update({"teacher/fallbacks": teacher_stats["fallbacks"], "teacher/replans": teacher_stats["replans"]})
             scalars.update({f"teacher/{k}": v for k, v in llm_counters(self.teacher).items()})
             if stats.agreement is not None:
                 scalars["teacher/agreement"] = stats.agreement
@@ -286,10 +296,19 @@ class Trainer:
             self.steps_to_threshold = self.env_steps
 
 
-def train_run(config: RunConfig, seed: int, run_dir: Path, stream=None, resume: bool = False,
-              stop: StopFlag | None = None) -> TrainResult:
-    """Train one student with ``seed`` into ``run_dir`` (resuming from its checkpoint if ``resume``)."""
-    return Trainer(config, seed, run_dir, resume=resume, stream=stream, stop=stop).run()
+def train_run(config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None, stream=None,
+              resume: bool = False, stop: StopFlag | None = None) -> TrainResult:
+    """Train one student with ``seed`` into ``run_dir`` (resuming from its checkpoint if ``resume``).
+
+    ``teacher`` labels the visited states while the distillation coefficient is positive; the run closes it.
+    """
+    try:
+        trainer = Trainer(config, seed, run_dir, teacher=teacher, resume=resume, stream=stream, stop=stop)
+    except BaseException:
+        if teacher is not None:
+            teacher.close()
+        raise
+    return trainer.run()
 
 
 def _truncate_curve(path: Path, env_steps: int) -> None:

@@ -28,6 +28,7 @@ def measure(task: str, latency: float, iterations: int | None, seed: int = 0) ->
     from fake_llm import FakeLLMServer  # the tests' loopback server (a test double, not an LLM)
 
     from algos.trainer import train_run
+    from planners.factory import build_training_teacher
     from utils.config import build_config
 
     rows = []
@@ -41,7 +42,8 @@ def measure(task: str, latency: float, iterations: int | None, seed: int = 0) ->
             before = server.requests
             start = time.perf_counter()
             with open(os.devnull, "w") as quiet:
-                result = train_run(config, seed, Path(logdir) / run.replace(" ", "_"), stream=quiet)
+                result = train_run(config, seed, Path(logdir) / run.replace(" ", "_"),
+                                   build_training_teacher(config, seed), stream=quiet)
             wall = time.perf_counter() - start
             waited = result.llm.get("llm_seconds", 0.0)
             rows.append({"run": run, "env_steps": result.env_steps, "http_requests": server.requests - before,

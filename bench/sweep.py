@@ -85,11 +85,12 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1) -> dict:
     import torch
     torch.set_num_threads(torch_threads)
     from algos.trainer import CHECKPOINT_NAME, train_run
+    from planners.factory import build_training_teacher
     from utils.config import build_config
     config = build_config(spec.task, {**dict(spec.overrides), "torch_threads": torch_threads})
     start = time.perf_counter()
     with open(os.devnull, "w") as quiet:
-        result = train_run(config, spec.seed, Path(run_dir), stream=quiet,
+        result = train_run(config, spec.seed, Path(run_dir), build_training_teacher(config, spec.seed), stream=quiet,
                            resume=(Path(run_dir) / CHECKPOINT_NAME).exists())
     return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",
             "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,

@@ -59,9 +59,10 @@ def teacher_steps_per_second(config, num_envs: int, steps: int, seed: int = 0) -
 def train_steps_per_second(config, iterations: int, seed: int = 0) -> float:
     """Env steps per second of ``iterations`` training iterations (no evaluation, no checkpoints)."""
     from algos.trainer import Trainer
+    from planners.factory import build_training_teacher
     with tempfile.TemporaryDirectory() as folder:
         with open(os.devnull, "w") as quiet:
-            trainer = Trainer(config, seed, folder, stream=quiet)
+            trainer = Trainer(config, seed, folder, teacher=build_training_teacher(config, seed), stream=quiet)
             trainer.run()
     timed = trainer.iteration_seconds[1:]  # the first iteration pays torch's first-call costs
     return len(timed) * config.num_envs * config.num_steps / sum(timed)

@@ -1,23 +1,24 @@
 """The planner: sentence -> distribution over parsed plans, from any plan source, cached per sentence.
 
-Colours are abstracted before a source is asked: the first colour mentioned becomes ``color1``, the second
-``color2`` (the form of the recorded ColoredDoorKey answers), and the plans' placeholders are mapped back.
-So one answer serves every colour combination, and an LLM is asked once per situation, not per colour.
-A sentence the source cannot answer falls back to ``explore``; such sentences are counted and reported.
+Colours can be abstracted before a source is asked: the first colour mentioned becomes ``color1``, the
+second ``color2`` (the form of the recorded ColoredDoorKey answers), and the plans' placeholders are mapped
+back. So one answer serves every colour combination, and an LLM is asked once per situation, not per colour.
+A sentence the source cannot answer falls back to the plan ``explore``; such sentences are counted.
 """
 from __future__ import annotations
 
 import logging
 import re
-
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from planners.mediator import COLOR_NAMES, Option, Plan, parse_plan
+from minigrid.core.constants import COLOR_NAMES
 
 log = logging.getLogger(__name__)
 _COLOR_WORD = re.compile(r"\b(" + "|".join(COLOR_NAMES) + r")\b")
 _PLACEHOLDER = re.compile(r"\bcolor(\d+)\b")
-EXPLORE_PLAN: Plan = (Option("explore", None),)
+FALLBACK_PLAN_TEXT = "explore"
+Plan = tuple
 
 
 def abstract_colors(sentence: str) -> tuple[str, list[str]]:
@@ -43,14 +44,15 @@ class Planner:
 
     Args:
         source: anything with ``plan_distribution(sentence) -> [(plan_text, probability)] | None``.
+        parse: plan text -> a plan (a tuple of options), the task family's parser.
         abstract_color_words: replace colours by color1/color2 before asking (ColoredDoorKey).
-        parse: plan text -> options (the MiniGrid parser by default; Habitat brings its own).
     """
 
-    def __init__(self, source, abstract_color_words: bool = False, parse: Callable[[str], Plan] = parse_plan):
+    def __init__(self, source, parse: Callable[[str], Plan], abstract_color_words: bool = False):
         self.source = source
         self.abstract_color_words = abstract_color_words
         self.parse = parse
+        self.fallback_plan = parse(FALLBACK_PLAN_TEXT)
         self._cache: dict[str, list[tuple[Plan, float]]] = {}
         self.unanswered_sentences: dict[str, int] = {}
         self.unknown_options: dict[str, int] = {}
@@ -67,11 +69,14 @@ class Planner:
             self.unanswered_sentences[sentence] += 1
         return plans
 
+    def settled(self, sentence: str) -> bool:
+        """Whether the answer for ``sentence`` is final (not a stand-in given during an LLM outage)."""
+        return sentence in self._cache
+
     def prefetch(self, sentences: list[str]) -> None:
         """Ask about several new sentences at once when the source can take concurrent questions."""
         new = [s for s in dict.fromkeys(sentences) if s not in self._cache]
         if len(new) > 1 and getattr(self.source, "concurrent", False):
-            from concurrent.futures import ThreadPoolExecutor
             with ThreadPoolExecutor(max_workers=min(len(new), 8)) as pool:
                 list(pool.map(self.plans_for, new))
 
@@ -86,10 +91,10 @@ class Planner:
             log.warning("no plan for %r from the %s planner: falling back to explore",
                         asked, getattr(self.source, "name", "plan"))
             self.unanswered_sentences[sentence] = 0
-            return [(EXPLORE_PLAN, 1.0)], False
+            return [(self.fallback_plan, 1.0)], False
         merged: dict[Plan, float] = {}
         for text, prob in answer:
-            plan = self.parse(restore_colors(text, colors)) or EXPLORE_PLAN
+            plan = self.parse(restore_colors(text, colors)) or self.fallback_plan
             for option in plan:
                 if option.skill == "unknown":
                     self.unknown_options[option.target] = self.unknown_options.get(option.target, 0) + 1

@@ -10,7 +10,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from planners.sources import OraclePlanSource
+from planners.minigrid.scripted import OraclePlanSource
 
 
 class FakeLLMServer:

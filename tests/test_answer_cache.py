@@ -1,4 +1,4 @@
-"""Tests for planners.answer_cache: persistence, corruption handling and JSON round trips."""
+"""Tests for planners.llm.cache: persistence, corruption handling and JSON round trips."""
 
 import json
 import shutil
@@ -11,8 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # import the project without installing it
 
-from planners.answer_cache import AnswerCache, CacheCorruptError, CacheKey, sampling_json  # noqa: E402
-from planners.plan_parser import normalise_plan  # noqa: E402
+from planners.llm.cache import AnswerCache, CacheCorruptError, CacheKey, sampling_json  # noqa: E402
+from planners.llm.answers import normalise_plan  # noqa: E402
 
 RECORDED = ROOT / "planners" / "data" / "recorded_vicuna33b_plans.json"
 PROMPT = "You are a teacher for a grid-world agent."

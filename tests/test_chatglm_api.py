@@ -1,4 +1,4 @@
-"""Tests for utils.chatglm_api: the OpenAI-format proxy in front of a fake loopback Zhipu API."""
+"""Tests for planners.llm.chatglm_proxy: the OpenAI-format proxy in front of a fake loopback Zhipu API."""
 
 import contextlib
 import json
@@ -19,8 +19,8 @@ from werkzeug import Request, Response
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # import the project without installing it
 
-from planners.llm_client import ChatCompletionsClient  # noqa: E402
-from utils.chatglm_api import create_app, main, make_zhipu_client_factory  # noqa: E402
+from planners.llm.client import ChatCompletionsClient  # noqa: E402
+from planners.llm.chatglm_proxy import create_app, main, make_zhipu_client_factory  # noqa: E402
 
 UPSTREAM_PATH = "/api/paas/v4/chat/completions"  # where the zhipuai SDK posts
 KEY = "zhipu-test-key.0123456789secret"
@@ -213,7 +213,7 @@ def test_missing_key_is_a_clear_startup_error(monkeypatch, capsys):
 
 
 def test_unusable_sdk_is_a_clear_startup_error(monkeypatch, capsys):
-    import utils.chatglm_api as proxy_module
+    import planners.llm.chatglm_proxy as proxy_module
 
     def broken_factory(*args, **kwargs):
         def factory():

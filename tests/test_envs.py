@@ -5,9 +5,11 @@ import pytest
 
 import envs
 from envs.vector import EnvBatch
+from planners.minigrid.family import MiniGridFamily
+from planners.minigrid.mediator import parse_plan
+from planners.minigrid.scripted import OraclePlanSource
 from planners.planner import Planner
-from planners.sources import OraclePlanSource
-from planners.teacher import Teacher
+from planners.teacher import PlanTeacher
 
 TASKS = {"SimpleDoorKey": ((4, 10, 10), "plain"), "LavaDoorKey": ((4, 10, 10), "plain"),
          "ColoredDoorKey": ((4, 10, 10), "colored"), "TwoDoor": ((4, 20, 20), "numbered")}
@@ -102,8 +104,8 @@ def test_view_follows_a_door_that_changes_mid_episode():
 def _solve_with_oracle(task, seed):
     env = envs.make_env(task)
     obs, _ = env.reset(seed=seed)
-    teacher = Teacher(Planner(OraclePlanSource(), abstract_color_words=TASKS[task][1] == "colored"),
-                      TASKS[task][1], 1, mode="hard", seed=0)
+    teacher = PlanTeacher(Planner(OraclePlanSource(), parse_plan, abstract_color_words=TASKS[task][1] == "colored"),
+                          MiniGridFamily(TASKS[task][1], skills="safe"), 1, mode="hard", seed=0)
     for step in range(1, env.max_steps + 1):
         action = int(teacher.action_probs(obs[None])[0].argmax())
         obs, reward, terminated, truncated, info = env.step(action)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from envs.habitat.settings import HabitatSettings, load_layout
-from planners.habitat_mediator import EntityNames, HabitatOraclePlanSource, describe, parse_habitat_plan
+from planners.habitat.mediator import EntityNames, HabitatOraclePlanSource, describe, parse_habitat_plan
 from planners.planner import Planner
 from tests.fakes.habitat_fake import FakeHabitatBackend
 

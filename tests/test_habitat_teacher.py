@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from envs.habitat.settings import HabitatSettings, load_layout
-from planners.habitat_mediator import EntityNames, HabitatOraclePlanSource, parse_habitat_plan
-from planners.habitat_teacher import HabitatTeacher, build_habitat_teacher
+from planners.habitat.mediator import EntityNames
+from planners.habitat.family import HabitatFamily
 from planners.planner import Planner
+from planners.teacher import PlanTeacher
 from tests.fakes.habitat_fake import FakeHabitatBackend
 from tests.test_habitat_mediator import obs_for
 
@@ -29,10 +30,10 @@ def layout():
     return load_layout(HabitatSettings(), FakeHabitatBackend())
 
 
-def make_teacher(layout, table, mode="soft", num_envs=2, seed=0):
-    names = EntityNames(layout)
-    planner = Planner(TableSource(table), parse=lambda text: parse_habitat_plan(text, layout, names))
-    return HabitatTeacher(planner, layout, names, num_envs, mode=mode, seed=seed)
+def make_teacher(layout, table, mode="soft", num_envs=2, seed=0, hard_sampling="commit"):
+    family = HabitatFamily(layout, EntityNames(layout))
+    return PlanTeacher(Planner(TableSource(table), family.parse), family, num_envs, mode=mode,
+                       hard_sampling=hard_sampling, seed=seed)
 
 
 def test_soft_mixes_the_next_option_of_every_plan(layout):
@@ -93,11 +94,13 @@ def test_bad_observation_shape_and_mode_are_clear_errors(layout):
         make_teacher(layout, {}, mode="medium")
 
 
-def test_build_habitat_teacher_uses_the_registered_task(monkeypatch):
+def test_build_teacher_uses_the_registered_habitat_task(monkeypatch):
+    from planners.factory import build_teacher
     from utils.config import build_config
     monkeypatch.setenv("LLM4TEACH_HABITAT_BACKEND", "tests.fakes.habitat_fake:FakeHabitatBackend")
-    config = build_config("HabitatRearrange", {"planner": "oracle"})
-    teacher = build_habitat_teacher(config, HabitatOraclePlanSource(), num_envs=1, mode="soft", seed=0)
-    assert teacher.mode == "soft" and teacher.planner.fallback_count == 0
-    probs = teacher.action_probs(obs_for(teacher.layout)[None])
+    config = build_config("HabitatRearrange", {"planner": "oracle", "teacher": "soft"})
+    teacher = build_teacher(config, num_envs=1, seed=0)
+    assert teacher.mode == "soft" and teacher.stats()["fallbacks"] == 0
+    assert isinstance(teacher.family, HabitatFamily)
+    probs = teacher.action_probs(obs_for(teacher.family.layout)[None])
     assert probs[0].argmax() == NAV_OBJ and probs[0].max() == 1.0

@@ -1,4 +1,4 @@
-"""Tests for planners.llm_client against real HTTP servers on 127.0.0.1."""
+"""Tests for planners.llm.client against real HTTP servers on 127.0.0.1."""
 
 import json
 import logging
@@ -14,7 +14,7 @@ from werkzeug import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
 
-from planners.llm_client import ChatCompletionsClient, LLMServerError  # noqa: E402
+from planners.llm.client import ChatCompletionsClient, LLMServerError  # noqa: E402
 
 PATH = "/v1/chat/completions"
 PLAN_A = "Action: {go to <key>, pick up <key>}"

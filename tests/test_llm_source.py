@@ -1,4 +1,4 @@
-"""Tests for planners.llm_source: soft plan distributions from a live (loopback) LLM server."""
+"""Tests for planners.llm.source: soft plan distributions from a live (loopback) LLM server."""
 
 import json
 import sys
@@ -11,9 +11,9 @@ from werkzeug import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
 
-from planners.answer_cache import AnswerCache  # noqa: E402
-from planners.llm_client import ChatCompletionsClient  # noqa: E402
-from planners.llm_source import LLMGarbageError, LLMPlanSource, TemporaryAnswer  # noqa: E402
+from planners.llm.cache import AnswerCache  # noqa: E402
+from planners.llm.client import ChatCompletionsClient  # noqa: E402
+from planners.llm.source import LLMGarbageError, LLMPlanSource, TemporaryAnswer  # noqa: E402
 
 PATH = "/v1/chat/completions"
 PROMPT = "You teach an agent in a grid world. Answer with Action: {...}."

@@ -3,7 +3,7 @@ import json
 
 import main
 from fake_llm import FakeLLMServer
-from planners.answer_cache import AnswerCache
+from planners.llm.cache import AnswerCache
 
 SMALL = ["--num_envs", "4", "--num_steps", "32", "--n_itr", "2", "--eval_interval", "0", "--log_interval", "1",
          "--llm_samples", "3"]

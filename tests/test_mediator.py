@@ -6,7 +6,7 @@ import pytest
 from conftest import DOOR, KEY, room_obs
 
 import envs
-from planners.mediator import Option, describe, parse_plan
+from planners.minigrid.mediator import Option, describe, parse_plan
 from planners.planner import abstract_colors, restore_colors
 from planners.sources import RECORDED_PLANS_PATH, RecordedPlanSource
 

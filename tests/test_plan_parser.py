@@ -1,4 +1,4 @@
-"""Tests for planners.plan_parser: finding and normalising the plan in LLM answers."""
+"""Tests for planners.llm.answers: finding and normalising the plan in LLM answers."""
 
 import ast
 import json
@@ -10,8 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # let `pytest tests/...` import the project without installing it
 
-from planners import plan_parser  # noqa: E402
-from planners.plan_parser import extract_plan, normalise_plan  # noqa: E402
+from planners.llm import answers as plan_parser  # noqa: E402
+from planners.llm.answers import extract_plan, normalise_plan  # noqa: E402
 
 KEY_PLAN = "go to <key>, pick up <key>"
 

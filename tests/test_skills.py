@@ -3,9 +3,9 @@ import pytest
 from conftest import DOOR, KEY, LAVA, room_obs
 
 import envs
-from planners.mediator import Option, describe
-from planners.skills.minigrid_skills import INVALID, SkillContext, drop, explore, go_to, pick_up
-from planners.skills.navigation import DONE, DROP, FORWARD, LEFT, PICKUP, RIGHT, DistanceFieldCache
+from planners.minigrid.mediator import Option, describe
+from planners.minigrid.safe_skills import INVALID, SkillContext, drop, explore, go_to, pick_up
+from planners.minigrid.navigation import DONE, DROP, FORWARD, LEFT, PICKUP, RIGHT, DistanceFieldCache
 
 DIRS = ((1, 0), (0, 1), (-1, 0), (0, -1))
 

@@ -96,8 +96,18 @@ class RunConfig:
     # --- teacher ------------------------------------------------------------------------------------
     teacher: str | None = _opt("none = plain PPO; hard = one sampled plan per decision; soft = mixture of "
                                "all plans by probability", "teacher", choices=("none", "hard", "soft"))
-    planner: str | None = _opt("where plans come from: recorded Vicuna-33B answers, scripted oracle, or a "
-                               "live LLM", "teacher", choices=("recorded", "oracle", "llm"))
+    planner: str | None = _opt("where plans come from: recorded Vicuna-33B answers, scripted correct plans "
+                               "(oracle), scripted wrong plans (adversarial, a control), or a live LLM", "teacher",
+                               choices=("recorded", "oracle", "adversarial", "llm"))
+    skills: str | None = _opt("how plans become actions: paper = behaves like the published skills (go-to "
+                              "walks through lava, greedy explore, unrunnable options emit 'done'); safe = "
+                              "shortest paths around lava, frontier exploration", "teacher",
+                              choices=("paper", "safe"))
+    hard_sampling: str | None = _opt("hard teacher: step = draw a plan at every step (the published code); "
+                                     "commit = keep a plan until the sentence changes or the plan stalls or "
+                                     "cannot run", "teacher", choices=("step", "commit"))
+    stall_limit: int | None = _opt("--hard_sampling commit: steps without a new observation before a plan is "
+                                   "given up", "teacher")
     soft_planner: bool = field(default=False, metadata={"help": "same as --teacher soft (paper's flag)",
                                                         "group": "teacher", "flag": True})
     offline_planner: bool = field(default=False, metadata={
@@ -140,7 +150,7 @@ class RunConfig:
 
 
 POSITIVE_INTS = ("num_envs", "frame_stack", "hidden_size", "n_itr", "num_steps", "update_epochs", "num_minibatches",
-                 "num_eval", "llm_samples", "llm_max_concurrency")
+                 "num_eval", "llm_samples", "llm_max_concurrency", "stall_limit")
 NON_NEGATIVE = ("ego_size", "eval_interval", "save_interval", "log_interval", "num_videos", "distill_off_after",
                 "distill_initial", "distill_decay", "distill_floor", "ent_coef", "vf_coef", "torch_threads",
                 "llm_max_retries", "llm_max_reasks")

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from planners.plan_parser import normalise_plan
+from planners.llm.answers import normalise_plan
 
 __all__ = ["AnswerCache", "CacheKey", "CachedAnswers", "CacheCorruptError", "sampling_json"]
 

@@ -23,11 +23,11 @@ import logging
 import threading
 import time
 
-from planners.answer_cache import AnswerCache, CacheKey
-from planners.llm_client import LLMServerError
-from planners.plan_parser import extract_plan
+from planners.llm.cache import AnswerCache, CacheKey
+from planners.llm.client import LLMServerError
+from planners.llm.answers import extract_plan
 
-__all__ = ["LLMPlanSource", "LLMGarbageError", "TemporaryAnswer", "FALLBACK_PLAN", "build_llm_source"]
+__all__ = ["LLMPlanSource", "LLMGarbageError", "TemporaryAnswer", "FALLBACK_PLAN", "system_prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class LLMPlanSource:
     """Plan distributions from a live LLM, memoised in an :class:`AnswerCache`.
 
     Args:
-        client: a :class:`planners.llm_client.ChatCompletionsClient` (anything
+        client: a :class:`planners.llm.client.ChatCompletionsClient` (anything
             with ``complete(messages, n)``, ``temperature`` and optionally
             ``requests_made`` and ``model``).
         cache: where answers are looked up first and stored afterwards.
@@ -131,6 +131,13 @@ class LLMPlanSource:
             "outage_answers": self.outage_answers,
             "teacher_seconds": round(self.teacher_seconds, 3),
         }
+
+    def close(self) -> None:
+        """Close the answer cache and the HTTP client."""
+        self.cache.close()
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
 
     def plan_distribution(self, sentence: str) -> list[tuple[str, float]]:
         """Return (plan, probability) pairs for ``sentence``, most likely first; they sum to 1."""
@@ -219,25 +226,3 @@ def system_prompt(prompt: dict | None) -> str:
     if prompt.get("example"):
         text += "\n\nExample:\n" + prompt["example"].strip()
     return text
-
-
-def build_llm_source(config) -> LLMPlanSource:
-    """The live-LLM plan source described by a run config (cache, client, recorded fallback)."""
-    from pathlib import Path
-
-    from planners.llm_client import ChatCompletionsClient
-    from planners.sources import RecordedPlanSource
-    from utils.config import project_path
-    client = ChatCompletionsClient(config.llm_url, config.llm_model, temperature=config.llm_temperature,
-                                   timeout=config.llm_timeout, max_retries=config.llm_max_retries,
-                                   max_concurrency=config.llm_max_concurrency, api_key_env=config.llm_api_key_env)
-    client.check_reachable()
-    cache_path = Path(config.llm_cache) if config.llm_cache else Path(config.logdir) / "llm_cache.sqlite"
-    fallback = None
-    if config.recorded_table and config.recorded_plans:
-        try:
-            fallback = RecordedPlanSource(config.recorded_table, project_path(config.recorded_plans))
-        except ValueError as err:
-            log.warning("no recorded plans to fall back on during LLM outages: %s", err)
-    return LLMPlanSource(client, AnswerCache(cache_path), system_prompt(config.prompt), n_samples=config.llm_samples,
-                         max_reasks=config.llm_max_reasks, task=config.task.lower(), fallback=fallback)

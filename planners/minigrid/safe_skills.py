@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from envs.remembered_map import OBJECT_CHANNEL
-from planners.mediator import Option, Scene, door_is_open
-from planners.skills.navigation import (DIR_VECTORS, DROP, EMPTY, FORWARD, PICKUP, RELATIVE_PREFERENCE, TOGGLE,
+from planners.minigrid.mediator import Option, Scene, door_is_open
+from planners.minigrid.navigation import (DIR_VECTORS, DROP, EMPTY, FORWARD, PICKUP, RELATIVE_PREFERENCE, TOGGLE,
                                         UNREACHABLE, UNSEEN, DistanceFieldCache, nearest_frontier_step,
                                         step_along, turn_towards, walkable_mask)
 
