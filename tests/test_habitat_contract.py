@@ -1,4 +1,4 @@
-"""Contract tests: the Habitat wrapper against the REAL habitat-lab package.
+"""Contract tests: the Habitat wrapper and its fake against the REAL habitat-lab package.
 
 habitat-lab is installed from PyPI without its dependencies (requirements-habitat-test.txt, part of the
 README's test command and of .ci/run). habitat-sim is not (no pip package): the ``habitat_lab`` fixture puts
@@ -13,21 +13,28 @@ here (it needs the simulator): ``RLTaskEnv``, reset/step, the truth of predicate
 """
 from __future__ import annotations
 
+import ast
+import copy
 import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import sys
+import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import yaml
 
 from envs.habitat.backend import HabitatLabBackend
 from envs.habitat.env import ORACLE_NAV, PDDL_APPLY, HabitatRearrangeEnv
 from envs.habitat.layout import build_layout
 from envs.habitat.pddl import PddlDefinition, goal_of, list_options
 from envs.habitat.settings import HabitatSettings
+from tests.fakes import habitat_fake
 from tests.fakes.habitat_sim_stub import stub_modules
 
 # habitat-lab's maps.py calls imageio.imread at import, which imageio 2.38 flags as deprecated
@@ -185,13 +192,17 @@ def test_overrides_go_through_hydra(backend, plain_config):
         backend.config(HabitatSettings.from_kwargs(overrides=["habitat.no_such_key=1"]))
 
 
-def test_measures_the_env_relies_on(habitat_lab, config):
+def test_measures_the_env_and_the_fake_rely_on(habitat_lab, config):
     task = config.habitat.task
     uuid_of = {key: getattr(habitat_lab.registry.get_measure(m.type), "cls_uuid", None)
                for key, m in task.measurements.items()}
     assert task.success_measure in uuid_of.values() and task.reward_measure in uuid_of.values()
     success_key = next(k for k, uuid in uuid_of.items() if uuid == task.success_measure)
     assert task.measurements[success_key].must_call_stop is False  # the backend's change hit the success measure
+    fake = habitat_fake.FakeRLTaskEnv
+    assert fake().config.task.success_measure == task.success_measure
+    assert (fake.SLACK_REWARD, fake.SUCCESS_REWARD) == (task.slack_reward, task.success_reward)
+    assert task.end_on_success  # the fake ends an episode on success
 
 
 # --- the PDDL definition ---------------------------------------------------------------------------------
@@ -316,3 +327,169 @@ def test_every_option_is_sent_in_the_form_habitat_labs_actions_decode(simless_en
             # habitat-lab keeps the action it decoded (and would apply) in _prev_action
             assert actions[PDDL_APPLY]._prev_action.compact_str == option.compact
     assert [(k, v.shape) for k, v in nav_space.items()] == [("oracle_nav_action", (1,))]
+
+
+# --- the fake against the real classes -------------------------------------------------------------------
+
+def _fake_instances() -> dict[str, object]:
+    backend = habitat_fake.FakeHabitatBackend()
+    env = backend.make_env(HabitatSettings())
+    env.reset()
+    task = env.habitat_env.task
+    problem = task.pddl_problem
+    objects = [backend, env, env.habitat_env, task, problem, problem.get_ordered_actions()[0],
+               problem.get_ordered_entities_list()[0], problem.parse_predicate("holding(goal0|0,robot_0)"),
+               task.actions[PDDL_APPLY], task.actions[ORACLE_NAV]]
+    return {type(o).__name__: o for o in objects}
+
+
+def _real_class(spec: str) -> type:
+    module, _, qualname = spec.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _assigned_on_self(cls: type, name: str) -> bool:
+    """Whether ``name`` is a dataclass field of ``cls`` or assigned as ``self.<name>`` in a method of its MRO."""
+    if dataclasses.is_dataclass(cls) and name in {f.name for f in dataclasses.fields(cls)}:
+        return True
+    for klass in cls.__mro__:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue  # builtins and stubs have no source
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            for target in (t for top in targets for t in ast.walk(top)):  # also `self.a, self.b = ...`
+                if isinstance(target, ast.Attribute) and target.attr == name and \
+                        isinstance(target.value, ast.Name) and target.value.id == "self":
+                    return True
+    return False
+
+
+def _member(cls: type, name: str):
+    """(kind, object) of ``cls.name``: 'method', 'property', 'data' (class or instance attribute) or None."""
+    try:
+        found = inspect.getattr_static(cls, name)
+    except AttributeError:
+        return ("data", None) if _assigned_on_self(cls, name) else (None, None)
+    if isinstance(found, property):
+        return "property", found
+    if isinstance(found, (staticmethod, classmethod)):
+        return "method", found.__func__
+    return ("method", found) if inspect.isfunction(found) else ("data", found)
+
+
+def _parameters(function) -> list[tuple]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def test_the_fake_has_the_real_classes_members_and_signatures(habitat_lab):
+    instances = _fake_instances()
+    assert set(instances) == set(habitat_fake.REAL_CLASS)
+    for fake_name, instance in instances.items():
+        real = _real_class(habitat_fake.REAL_CLASS[fake_name])
+        fake = type(instance)
+        skip = set(getattr(fake, "FAKE_ONLY", ())) | {"FAKE_ONLY"}
+        public = sorted(n for n in dir(instance) if not n.startswith("_") and n not in skip)
+        assert public, fake_name
+        for name in public:
+            real_kind, real_obj = _member(real, name)
+            fake_kind, fake_obj = _member(fake, name)
+            fake_kind = fake_kind or "data"  # set in the fake's __init__
+            where = f"{fake_name}.{name} vs {real.__module__}.{real.__qualname__}"
+            assert real_kind is not None, f"{where}: not in the real class"
+            if fake_kind == "method" or real_kind == "method":
+                assert fake_kind == real_kind == "method", f"{where}: {fake_kind} vs {real_kind}"
+                assert _parameters(fake_obj) == _parameters(real_obj), f"{where}: signatures differ"
+
+
+def test_the_fake_env_refuses_steps_where_env_step_asserts(habitat_lab):
+    """The fake's AssertionErrors are habitat-lab's Env.step assertions (an env wrapper never sees them)."""
+    from habitat.core.env import Env
+    env_step = inspect.getsource(Env.step)
+    fake = habitat_fake.FakeRLTaskEnv()
+    fake.max_episode_steps = 1
+    nothing = {"action": PDDL_APPLY, "action_args": {"pddl_action": np.zeros(20)}}
+    with pytest.raises(AssertionError) as before_reset:
+        fake.step(nothing)
+    fake.reset()
+    assert fake.step(nothing)[2] is True  # the step limit
+    with pytest.raises(AssertionError) as after_the_end:
+        fake.step(nothing)
+    for raised in (before_reset, after_the_end):
+        assert f'"{raised.value}"' in env_step
+    fake.reset()
+    with pytest.raises(AssertionError, match="Can't find 'no_such_action' action"):
+        fake.step({"action": "no_such_action"})
+    with pytest.raises(KeyError):  # the action's own argument is missing
+        fake.step({"action": PDDL_APPLY, "action_args": {}})
+
+
+def _write_fake_domain(tmp_path: Path) -> tuple[str, str]:
+    """The fake's DOMAIN and TASK_SPEC as YAML files habitat-lab reads (empty pre/postconditions and goal)."""
+    domain = copy.deepcopy(habitat_fake.DOMAIN)
+    for action in domain["actions"]:
+        action.update(precondition=None, postcondition=[])
+    spec = {**copy.deepcopy(habitat_fake.TASK_SPEC), "goal": None, "stage_goals": {}}
+    paths = tmp_path / "fake_domain.yaml", tmp_path / "fake_task.yaml"
+    for path, content in zip(paths, (domain, spec)):
+        path.write_text(yaml.safe_dump(content))
+    return str(paths[0]), str(paths[1])
+
+
+def test_the_fakes_pddl_answers_and_errors_are_habitat_labs(habitat_lab, tmp_path):
+    """The real PddlProblem and PddlApplyAction reading the fake's own domain: same answers, same exceptions."""
+    from habitat.tasks.rearrange.actions.pddl_actions import PddlApplyAction
+    from habitat.tasks.rearrange.multi_task.pddl_domain import PddlProblem
+    real = PddlProblem(*_write_fake_domain(tmp_path))
+    fake_env = habitat_fake.FakeRLTaskEnv()  # not reset yet, as `real` is not bound to a simulator
+    fake = fake_env.habitat_env.task.pddl_problem
+    assert [e.name for e in fake.get_ordered_entities_list()] == [e.name for e in real.get_ordered_entities_list()]
+    assert [(a.name, a.n_args) for a in fake.get_ordered_actions()] == \
+           [(a.name, a.n_args) for a in real.get_ordered_actions()]
+    for problem in (real, fake):
+        robot = problem.get_entity(habitat_fake.ROBOT)
+        assert sorted(a.compact_str for a in problem.get_possible_actions(filter_entities=[robot])) == \
+               sorted(habitat_fake.OFFERED), problem
+        assert [a.compact_str for a in problem.get_possible_actions(allowed_action_names=["pick"])] == \
+               [f"pick({habitat_fake.OBJECT},{habitat_fake.ROBOT})"]
+
+    def outcome(call):
+        try:
+            call()
+        except Exception as err:  # noqa: BLE001 - the type is what is compared
+            return type(err)
+        return None
+
+    calls = {
+        "unknown entity": lambda p: p.get_entity("no_such_entity"),
+        "unknown predicate": lambda p: p.parse_predicate("no_such_predicate(goal0|0)"),
+        "unknown argument": lambda p: p.parse_predicate("holding(no_such_entity,robot_0)"),
+        "wrong argument types": lambda p: p.parse_predicate("holding(robot_0,goal0|0)"),
+        "wrong argument count": lambda p: p.parse_predicate("holding(goal0|0)"),
+        "sim_info before reset": lambda p: p.sim_info,
+        "a good predicate": lambda p: p.parse_predicate("robot_at(cab_push_point_1,robot_0)"),
+    }
+    for what, call in calls.items():
+        assert outcome(lambda: call(real)) == outcome(lambda: call(fake)), what
+    assert outcome(lambda: calls["unknown entity"](fake)) is KeyError
+
+    real_apply = PddlApplyAction(sim=SimpleNamespace(agents_mgr=[None]), config=None, dataset=None,
+                                 task=SimpleNamespace(pddl_problem=real), name=PDDL_APPLY)
+    fake_apply = fake_env.habitat_env.task.actions[PDDL_APPLY]
+    fake_env.reset()  # the fake world is there; the vectors below make the real action stop before the simulator
+    size = sum(a.n_args for a in real.get_ordered_actions())
+    ordered = real.get_ordered_actions()
+    start = {a.name: sum(b.n_args for b in ordered[:i]) for i, a in enumerate(ordered)}
+    entities = [e.name for e in real.get_ordered_entities_list()]
+    past_the_end, zero_in_block = np.zeros(size), np.zeros(size)
+    past_the_end[start["pick"]:start["pick"] + 2] = [len(entities) + 1, 1]
+    zero_in_block[start["pick"]] = entities.index(habitat_fake.OBJECT) + 1
+    for vector, expected in ((past_the_end, None), (zero_in_block, ValueError), (np.zeros(size), None)):
+        for action in (real_apply, fake_apply):
+            assert outcome(lambda: action.step(pddl_action=vector)) is expected, (action, vector)
+            assert action.was_prev_action_invalid is False
