@@ -1,4 +1,4 @@
-"""Contract tests: the Habitat wrapper and its fake against the REAL habitat-lab package.
+"""Contract tests: the Habitat wrapper, its fake and docs/habitat.md against the REAL habitat-lab package.
 
 habitat-lab is installed from PyPI without its dependencies (requirements-habitat-test.txt, part of the
 README's test command and of .ci/run). habitat-sim is not (no pip package): the ``habitat_lab`` fixture puts
@@ -20,6 +20,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Starting with ImageIO v3:Depreca
 
 PROJECT = Path(__file__).resolve().parents[1]
 PINS = PROJECT / "requirements-habitat-test.txt"
+DOCS = PROJECT / "docs" / "habitat.md"
 SIMULATOR_MODULES = ("habitat_sim", "magnum", "corrade")
 INSTALL = ".venv/bin/pip install --no-deps -r requirements-habitat-test.txt (the README's test command)"
 
@@ -69,22 +71,40 @@ def _drop_habitat_modules() -> None:
         del sys.modules[name]
 
 
+def _api_table() -> list[dict[str, str]]:
+    """The rows of docs/habitat.md's habitat-lab API table, as {column header: cell}."""
+    text = DOCS.read_text()
+    match = re.search(r"<!-- habitat-api:start -->\n(.*?)<!-- habitat-api:end -->", text, re.S)
+    assert match, "docs/habitat.md lacks the habitat-api markers around its API table"
+    lines = [line for line in match.group(1).splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def _ticked(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
 # --- the real package, with the simulator stubbed -------------------------------------------------------
 
 def test_installed_habitat_lab_is_the_pinned_build_and_needs_the_simulator_to_import():
-    """The contract below is about the pinned build; and without habitat-sim even ``import habitat`` fails."""
+    """The docs' claims are about the pinned build; and, per row of the API table, no module imports alone."""
     installed = _installed_version()
     assert installed is not None, f"habitat-lab is not installed: {INSTALL}"
     assert installed == _pinned_version()
     conda = (PROJECT / "environment-habitat.yml").read_text()
     assert f"habitat-lab=={installed}" in conda  # the conda route runs the same build
     if _has_real_simulator():
-        return
+        return  # the "no" column below is about machines without habitat-sim
+    rows = _api_table()
+    assert rows and all(row["imports without habitat-sim"] == "no" for row in rows)
+    modules = {_ticked(row["module"])[0] for row in rows if _ticked(row["module"])}
     try:
-        _drop_habitat_modules()
-        with pytest.raises(ModuleNotFoundError) as missing:
-            importlib.import_module("habitat")
-        assert missing.value.name in SIMULATOR_MODULES, missing.value
+        for module in sorted(modules):
+            _drop_habitat_modules()
+            with pytest.raises(ModuleNotFoundError) as missing:
+                importlib.import_module(module)
+            assert missing.value.name in SIMULATOR_MODULES, (module, missing.value)
     finally:
         _drop_habitat_modules()
 
@@ -493,3 +513,37 @@ def test_the_fakes_pddl_answers_and_errors_are_habitat_labs(habitat_lab, tmp_pat
         for action in (real_apply, fake_apply):
             assert outcome(lambda: action.step(pddl_action=vector)) is expected, (action, vector)
             assert action.was_prev_action_invalid is False
+
+
+# --- docs/habitat.md -------------------------------------------------------------------------------------
+
+def test_every_symbol_in_the_docs_api_table_resolves_in_the_real_package(habitat_lab, plain_config):
+    from omegaconf import OmegaConf
+    rows = _api_table()
+    assert rows
+    checked = set()
+    for row in rows:
+        names = _ticked(row["names"])
+        assert names, row
+        module = _ticked(row["module"])
+        if not module:  # config keys of the composed rearrange_easy config
+            assert row["module"] == "composed config", row
+            for key in names:
+                parent, _, field = key.rpartition(".")
+                node = OmegaConf.select(plain_config, parent)
+                assert node is not None and field in node, key
+                assert field in {f.name for f in dataclasses.fields(OmegaConf.get_type(node))}, key
+            continue
+        for name in names:
+            obj = importlib.import_module(module[0])
+            *owners, last = name.split(".")
+            for part in owners:
+                obj = getattr(obj, part)
+            if inspect.ismodule(obj):
+                assert hasattr(obj, last), f"{module[0]}.{name}"
+            else:
+                assert _member(obj, last)[0] is not None, f"{module[0]}.{name}"
+            checked.add(f"{module[0]}:{'.'.join(owners) or last}")
+    # every habitat-lab class the fake stands in for is in the table
+    faked = {spec for spec in habitat_fake.REAL_CLASS.values() if spec.startswith("habitat.")}
+    assert faked <= checked, sorted(faked - checked)
