@@ -25,4 +25,14 @@ def test_every_flag_has_help_text():
 def test_readme_quickstart_commands_exist():
     text = README.read_text()
     assert "pip install -r requirements.txt && .venv/bin/python main.py train --task SimpleDoorKey --savedir train" in text
-    assert "pip install -r requirements-dev.txt && .venv/bin/python -m pytest -q" in text
+    assert ("pip install -r requirements-dev.txt && .venv/bin/pip install --no-deps -r requirements-habitat-test.txt"
+            " && .venv/bin/python -m pytest -q") in text
+
+
+def test_ci_installs_what_the_readme_test_command_installs():
+    """.ci/run's install lines name the README test command's requirement files, with the same --no-deps."""
+    ci = (README.parent / ".ci" / "run").read_text()
+    installs = [line.split("pip install", 1)[1].split() for line in ci.splitlines()
+                if "pip install" in line and not line.lstrip().startswith("#")]
+    files = {(args[i + 1], "--no-deps" in args) for args in installs for i, a in enumerate(args) if a == "-r"}
+    assert ("requirements-dev.txt", False) in files and ("requirements-habitat-test.txt", True) in files

@@ -28,8 +28,14 @@ INSTALL_ROUTE = ("conda env create -f environment-habitat.yml && conda activate 
 
 
 def import_habitat():
-    """``import habitat``, or TaskUnavailableError in one line saying what is missing and how to install it."""
+    """``import habitat``, or TaskUnavailableError in one line saying what is missing and how to install it.
+
+    habitat-sim is imported first: ``import habitat`` needs it anyway (habitat-lab imports the simulator's
+    bindings at module level), but without it would first import gym, which prints a notice on stderr
+    before the import fails (habitat-lab from pip without habitat-sim), breaking the one-line message.
+    """
     try:
+        importlib.import_module("habitat_sim")
         return importlib.import_module("habitat")
     except (ImportError, OSError) as err:
         reason = " ".join(str(err).split()) or type(err).__name__
