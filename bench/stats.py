@@ -1,0 +1,216 @@
+"""Statistics for sweep results, each interval named by what it is (numpy and scipy only).
+
+* Binomial intervals for one run's success count: :func:`wilson_interval` (the one we report) and
+  :func:`clopper_pearson_interval` (exact, conservative).
+* Over seeds: the per-seed values themselves, their :func:`min_max` range, and a percentile bootstrap only
+  with at least :data:`MIN_BOOTSTRAP_SEEDS` values (:func:`seed_interval` picks and names which): with fewer
+  seeds a percentile bootstrap interval is little more than the range of the values, and is not claimed.
+* Across tasks, in the style of rliable (Agarwal et al., NeurIPS 2021): the interquartile mean
+  (:func:`iqm`) with a stratified bootstrap interval (:func:`stratified_bootstrap`): seeds are resampled
+  within each task, never across tasks.
+* Comparisons over seeds: :func:`mann_whitney` (one-sided p-value, scipy) and :func:`shift_interval`, the
+  distribution-free interval for the difference (or ratio) of two samples' locations that inverts the
+  Mann-Whitney test (Hodges-Lehmann), valid with 5 seeds per side and reported with its exact coverage.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+CONFIDENCE = 0.95
+MIN_BOOTSTRAP_SEEDS = 10  # fewer values per cell: per-seed values and min-max, no bootstrap
+N_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """``[low, high]`` and the name of what it is (e.g. "95% Wilson score")."""
+
+    low: float
+    high: float
+    kind: str
+
+    def format(self, digits: int = 2) -> str:
+        return f"[{_num(self.low, digits)}, {_num(self.high, digits)}]"
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A hypothesis test's statistic and p-value, and what was tested."""
+
+    name: str
+    statistic: float
+    p_value: float
+    alternative: str
+
+
+def _num(value: float, digits: int) -> str:
+    return "inf" if value == math.inf else "-inf" if value == -math.inf else f"{value:.{digits}f}"
+
+
+def _z(confidence: float) -> float:
+    from scipy.stats import norm
+    return float(norm.ppf(0.5 + confidence / 2))
+
+
+def _check_counts(successes: int, n: int) -> None:
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
+
+
+def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval:
+    """Wilson score interval of a binomial proportion (good coverage near 0 and 1, unlike the normal one)."""
+    _check_counts(successes, n)
+    z = _z(confidence)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    # At 0 or n successes one end is exactly 0 or 1 (the formula gives it up to rounding).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(low, high, f"{confidence:.0%} Wilson score")
+
+
+def clopper_pearson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval:
+    """Clopper-Pearson ("exact") interval: covers at least ``confidence`` for every true proportion."""
+    from scipy.stats import beta
+    _check_counts(successes, n)
+    alpha = 1 - confidence
+    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    return Interval(low, high, f"{confidence:.0%} Clopper-Pearson")
+
+
+def iqm(values, axis: int | None = None) -> np.ndarray | float:
+    """Interquartile mean: the mean after cutting 25% of the values from each end (scipy's trim_mean)."""
+    from scipy.stats import trim_mean
+    result = trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def min_max(values) -> Interval:
+    values = np.asarray(values, dtype=float)
+    return Interval(float(values.min()), float(values.max()), f"min-max of {len(values)} seeds")
+
+
+def percentile_bootstrap(values, statistic=np.mean, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+                         seed: int = 0, min_samples: int = MIN_BOOTSTRAP_SEEDS) -> Interval | None:
+    """Percentile-bootstrap interval of ``statistic(values)``; None with fewer than ``min_samples`` values.
+
+    ``statistic`` must accept ``axis=-1``. The same ``seed`` gives the same interval.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < min_samples:
+        return None
+    rng = np.random.default_rng(seed)
+    resamples = values[rng.integers(0, len(values), size=(n_resamples, len(values)))]
+    estimates = statistic(resamples, axis=-1)
+    low, high = np.quantile(estimates, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Interval(float(low), float(high), f"{confidence:.0%} percentile bootstrap over {len(values)} seeds")
+
+
+def seed_interval(values, statistic=np.mean, seed: int = 0, min_bootstrap: int = MIN_BOOTSTRAP_SEEDS) -> Interval:
+    """A percentile bootstrap with enough seeds, else the min-max range; the kind says which it is."""
+    return percentile_bootstrap(values, statistic, seed=seed, min_samples=min_bootstrap) or min_max(values)
+
+
+def stratified_bootstrap(scores_by_task: dict, statistic=iqm, confidence: float = CONFIDENCE,
+                         n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, Interval]:
+    """Aggregate ``statistic`` over all runs of all tasks, with a stratified percentile-bootstrap interval.
+
+    ``scores_by_task`` maps each task to its runs' scores. Each resample draws, for every task, as many runs
+    as it has with replacement from that task's runs only, then applies ``statistic`` (which must accept
+    ``axis=-1``) to all drawn runs together. Returns (point estimate, interval).
+    """
+    tasks = [np.asarray(v, dtype=float) for v in scores_by_task.values()]
+    if not tasks or any(len(v) == 0 for v in tasks):
+        raise ValueError("every task needs at least one run")
+    point = float(statistic(np.concatenate(tasks), axis=-1))
+    rng = np.random.default_rng(seed)
+    drawn = np.concatenate([v[rng.integers(0, len(v), size=(n_resamples, len(v)))] for v in tasks], axis=1)
+    low, high = np.quantile(statistic(drawn, axis=-1), [(1 - confidence) / 2, (1 + confidence) / 2])
+    runs = sum(len(v) for v in tasks)
+    return point, Interval(float(low), float(high),
+                           f"{confidence:.0%} stratified bootstrap ({len(tasks)} tasks, {runs} runs)")
+
+
+def mann_whitney(a, b, alternative: str = "greater") -> TestResult:
+    """Mann-Whitney U test over seeds of "``a`` tends to be greater than ``b``" (or ``less``/``two-sided``).
+
+    scipy uses the exact distribution for small samples without ties and the normal approximation with tie
+    correction otherwise. Two samples of one identical value give p = 1 (no evidence either way).
+    """
+    from scipy.stats import mannwhitneyu
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("Mann-Whitney needs at least one value on each side")
+    if np.ptp(np.concatenate([a, b])) == 0:
+        return TestResult("Mann-Whitney U", len(a) * len(b) / 2, 1.0, alternative)
+    result = mannwhitneyu(a, b, alternative=alternative)
+    return TestResult("Mann-Whitney U", float(result.statistic), float(result.pvalue), alternative)
+
+
+def u_null_distribution(m: int, n: int) -> np.ndarray:
+    """P(U = u), u = 0..m*n, of the Mann-Whitney U statistic for samples of sizes m and n without ties.
+
+    The counts of orderings are the coefficients of the Gaussian binomial [m+n choose m]_q, built as
+    prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i); truncating above degree m*n does not change lower terms.
+    """
+    size = m * n + 1
+    counts = np.zeros(size)
+    counts[0] = 1.0
+    for i in range(1, m + 1):
+        shift = n + i
+        if shift < size:
+            counts[shift:] = counts[shift:] - counts[:size - shift]
+        for k in range(i, size):  # divide by (1 - q^i)
+            counts[k] += counts[k - i]
+    return counts / counts.sum()
+
+
+def shift_interval(a, b, confidence: float = CONFIDENCE, log: bool = False) -> tuple[float, Interval]:
+    """Hodges-Lehmann estimate of the shift ``a - b`` and its distribution-free interval.
+
+    The interval is [d_(C), d_(mn+1-C)] of the m*n sorted pairwise differences a_i - b_j, with C the
+    largest count such that P(U <= C-1) <= (1 - confidence)/2 under the exact null distribution of U; its
+    exact coverage (>= confidence without ties) is in its kind. With ``log`` the differences are of
+    logarithms and both are returned as ratios a/b. Too few values for the requested confidence give an
+    unbounded interval, said so in its kind.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if log:
+        if (a <= 0).any() or (b <= 0).any():
+            raise ValueError("a ratio interval needs positive values")
+        a, b = np.log(a), np.log(b)
+    differences = np.sort(np.subtract.outer(a, b).ravel())
+    estimate = float(np.median(differences))
+    cumulative = np.cumsum(u_null_distribution(len(a), len(b)))
+    tail = (1 - confidence) / 2
+    below = int(np.searchsorted(cumulative, tail + 1e-12, side="right"))  # C: P(U <= C-1) <= tail
+    name = f"{confidence:.0%} Mann-Whitney (Hodges-Lehmann) interval of the {'ratio' if log else 'difference'}"
+    if below == 0:
+        low, high, kind = -math.inf, math.inf, f"{name}: unbounded with {len(a)} and {len(b)} seeds"
+    else:
+        coverage = 1 - 2 * cumulative[below - 1]
+        low, high = float(differences[below - 1]), float(differences[len(differences) - below])
+        kind = f"{name} (exact coverage {coverage:.1%})"
+    if log:
+        return math.exp(estimate), Interval(math.exp(low) if low > -math.inf else 0.0, math.exp(high), kind)
+    return estimate, Interval(low, high, kind)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error over the given tests), in the input order."""
+    order = np.argsort(p_values)
+    adjusted = np.empty(len(p_values))
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
