@@ -63,6 +63,9 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
         final = f"{result.final_success_rate:.2f}" if result.final_success_rate is not None else "n/a"
         print(f"done: {result.run_dir} | {result.env_steps:,} env steps at {result.env_steps_per_second:,.0f}/s"
               f" | final eval success {final} | env steps to success >= 0.9: {reached}")
+        if result.final_eval:
+            from algos.evaluate import heldout_line
+            print(f"held-out final evaluation: {heldout_line(result.final_eval)}")
     return 0
 
 
@@ -87,12 +90,16 @@ def _stop_on_signals(stop):
 
 def eval_command(config: RunConfig) -> int:
     import numpy as np
-    from algos.evaluate import evaluation_seeds, run_episodes
+    from algos.evaluate import evaluation_seeds, heldout_seeds, heldout_summary, run_episodes
     from utils.video import save_gif
     if not config.eval_teacher and not config.loaddir:
         raise UsageError("eval needs --loaddir NAME (a trained run) or --eval_teacher (the teacher alone)")
     out_dir = task_dir(config) / (config.savedir or "eval")
     seeds = evaluation_seeds(config.env_seed_list, config.num_eval, np.random.default_rng())
+    if config.heldout:
+        if not config.final_eval_episodes:
+            raise UsageError("--heldout needs --final_eval_episodes > 0 (the number of held-out layouts)")
+        seeds = heldout_seeds(config.final_eval_episodes)
     targets = [("teacher", None)] if config.eval_teacher else [(path.parent.name, path) for path in _checkpoints(config)]
     summaries = {}
     for name, checkpoint in targets:
@@ -100,7 +107,9 @@ def eval_command(config: RunConfig) -> int:
         result = run_episodes(config.task, seeds, policy, frame_stack, num_videos=config.num_videos)
         label = "teacher" if checkpoint is None else ("student" if len(targets) == 1 else f"student_{name}")
         gif = save_gif(result.videos, out_dir / f"{label}.gif")
+        heldout = heldout_summary(result, config.eval_deterministic)
         summary = {**result.summary(), "evaluated": what, "task": config.task, "env_seeds": seeds,
+                   "heldout": config.heldout, "interval": heldout["interval"],
                    "successes": result.successes, "returns": result.returns, "lengths": result.lengths,
                    "video": str(gif) if gif else None}
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +119,9 @@ def eval_command(config: RunConfig) -> int:
         print(f"Mean return: {result.mean_return:.4f}")
         print(f"Mean length: {result.mean_length:.2f}")
         print(f"Success rate: {result.success_rate:.4f}")
+        print(f"Success {heldout['interval']['kind']} interval: [{heldout['interval']['low']:.4f}, "
+              f"{heldout['interval']['high']:.4f}] ({heldout['successes']}/{heldout['episodes']}, env seeds "
+              f"{heldout['env_seeds']}{', held out' if config.heldout else ''})")
         if gif:
             print(f"Video: {gif}")
     if len(summaries) > 1:

@@ -2,6 +2,10 @@
 
 All evaluation envs step together (one batched forward per step); an env whose episode ended waits for the
 others. The first ``num_videos`` episodes can be recorded as frames of the remembered map.
+
+Which layouts: training-time evaluations (the learning curve, ``eval`` without ``--heldout``) use env seeds
+below :data:`HELDOUT_SEED_BASE`; the held-out final evaluation of every run and the teacher-alone scores use
+seeds ``HELDOUT_SEED_BASE + k`` for ``k < final_eval_episodes`` (:func:`heldout_evaluation`).
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import torch
 import envs as task_envs
 from envs.vector import FrameStack
 from utils.video import render_remembered_map
+
+HELDOUT_SEED_BASE = 1_000_000  # env seeds from here on are never used by training-time evaluations
 
 
 @dataclass
@@ -45,7 +51,7 @@ class EvalResult:
 def evaluation_seeds(env_seed_list: list[int], num_eval: int, rng: np.random.Generator) -> list[int]:
     """``[]`` -> random seeds; ``[s]`` -> s, s+1, ..., s+num_eval-1; several seeds -> exactly those."""
     if not env_seed_list:
-        return [int(s) for s in rng.integers(0, 2**31 - 1, size=num_eval)]
+        return [int(s) for s in rng.integers(0, HELDOUT_SEED_BASE, size=num_eval)]
     if len(env_seed_list) == 1:
         return [env_seed_list[0] + i for i in range(num_eval)]
     return list(env_seed_list)
@@ -125,3 +131,60 @@ def run_episodes(task: str, seeds: list[int | None], policy, frame_stack: int = 
                 active[i] = False
                 successes[i] = bool(info.get("success", False))
     return EvalResult(returns.tolist(), lengths.tolist(), successes.tolist(), list(seeds), videos)
+
+
+def heldout_seeds(episodes: int) -> list[int]:
+    """The held-out layouts: env seeds ``HELDOUT_SEED_BASE + k``, ``k = 0..episodes-1``."""
+    return [HELDOUT_SEED_BASE + k for k in range(episodes)]
+
+
+def training_eval_seeds(env_seed_list: list[int], num_eval: int, rng: np.random.Generator) -> list[int]:
+    """:func:`evaluation_seeds` for training-time evaluations; refuses seeds of the held-out range."""
+    from utils.config import ConfigError
+    seeds = evaluation_seeds(env_seed_list, num_eval, rng)
+    if max(seeds) >= HELDOUT_SEED_BASE:
+        raise ConfigError(f"training-time evaluations must use env seeds below {HELDOUT_SEED_BASE:,} (the "
+                          f"held-out final evaluation uses the seeds from there on); check --env_seed_list")
+    return seeds
+
+
+def heldout_summary(result: EvalResult, deterministic: bool) -> dict:
+    """JSON-able summary of a held-out evaluation, with the success rate's 95% Wilson interval."""
+    from bench.stats import wilson_interval
+    successes = int(np.sum(result.successes))
+    episodes = len(result.successes)
+    return {"episodes": episodes, "successes": successes, "success_rate": successes / episodes,
+            "interval": wilson_interval(successes, episodes).to_json(),
+            "mean_return": result.mean_return, "mean_length": result.mean_length,
+            "env_seeds": _seed_text(result.seeds),
+            "actions": "most likely" if deterministic else "sampled"}
+
+
+def _seed_text(seeds: list) -> str:
+    """``"a..b"`` for consecutive seeds, else how many there are."""
+    if seeds and all(isinstance(s, int) for s in seeds) and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}..{seeds[-1]}"
+    return f"{len(seeds)} listed"
+
+
+def heldout_line(summary: dict) -> str:
+    """One line for logs: success rate, its interval and the layouts."""
+    interval = summary["interval"]
+    return (f"success {summary['success_rate']:.3f} ({summary['successes']}/{summary['episodes']}), "
+            f"{interval['kind']} interval [{interval['low']:.3f}, {interval['high']:.3f}], "
+            f"env seeds {summary['env_seeds']}, {summary['actions']} actions")
+
+
+def heldout_evaluation(task: str, policy, episodes: int, frame_stack: int = 1, deterministic: bool = False) -> dict:
+    """Run ``policy`` once on each of the first ``episodes`` held-out layouts; :func:`heldout_summary`."""
+    result = run_episodes(task, heldout_seeds(episodes), policy, frame_stack)
+    return heldout_summary(result, deterministic)
+
+
+def final_student_evaluation(config, model: torch.nn.Module, device, seed: int) -> dict | None:
+    """The held-out final evaluation of a trained student (None when ``final_eval_episodes`` is 0)."""
+    if not config.final_eval_episodes:
+        return None
+    policy = StudentPolicy(model, device, config.eval_deterministic, seed)
+    return heldout_evaluation(config.task, policy, config.final_eval_episodes, config.frame_stack,
+                              config.eval_deterministic)

@@ -18,7 +18,8 @@ import torch
 
 import envs as task_envs
 from algos.buffer import RolloutBuffer
-from algos.evaluate import EvalResult, StudentPolicy, evaluation_seeds, run_episodes
+from algos.evaluate import (EvalResult, StudentPolicy, final_student_evaluation, heldout_line, run_episodes,
+                            training_eval_seeds)
 from algos.model import ActorCritic
 from algos.ppo import PPOSettings, ppo_update
 from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
@@ -46,6 +47,7 @@ class TrainResult:
     env_steps_per_second: float
     teacher_fallbacks: int
     llm: dict  # LLM call and cache counters (empty without a live LLM)
+    final_eval: dict | None = None  # held-out final evaluation (algos.evaluate.heldout_summary)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -120,7 +122,7 @@ class Trainer:
         self.collector = RolloutCollector(self.envs, self.model, self.device, seed, self.stop)
         self.settings = ppo_settings(config)
         self.update_generator = torch.Generator().manual_seed(seed)
-        self.eval_seeds = evaluation_seeds(config.env_seed_list, config.num_eval, np.random.default_rng(seed + 1))
+        self.eval_seeds = training_eval_seeds(config.env_seed_list, config.num_eval, np.random.default_rng(seed + 1))
         self.eval_pool = [task_envs.make_env(config.task) for _ in self.eval_seeds] if config.eval_interval else []
         self.eval_policy = StudentPolicy(self.model, self.device, config.eval_deterministic, seed)
 
@@ -230,7 +232,10 @@ class Trainer:
         result = TrainResult(str(self.run_dir), self.env_steps, self.iteration,
                              self.last_eval.success_rate if self.last_eval else None, self.steps_to_threshold,
                              (self.env_steps - steps_at_start) / max(elapsed, 1e-9),
-                             self.teacher.stats()["fallbacks"] if self.teacher else 0, counters)
+                             self.teacher.stats()["fallbacks"] if self.teacher else 0, counters,
+                             final_student_evaluation(self.config, self.model, self.device, self.seed))
+        if result.final_eval:
+            self.logger.line(f"held-out final evaluation: {heldout_line(result.final_eval)}")
         (self.run_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=2))
         return result
 

@@ -11,7 +11,7 @@ from bench.report import steps_to_threshold, summarise
 
 TINY = ["--tasks", "SimpleDoorKey", "--methods", "ppo", "hard", "--seeds", "0", "1", "--total_steps", "256",
         "--workers", "2", "--teacher_episodes", "4", "--set", "num_envs=4", "num_steps=32", "eval_interval=1",
-        "num_eval=2"]
+        "num_eval=2", "final_eval_episodes=2"]
 
 
 def test_tiny_sweep_then_report(tmp_path, capsys):
@@ -77,7 +77,8 @@ def test_sweep_on_a_local_ray_cluster(tmp_path):
                           "--teacher_episodes", "0"] + TINY[:TINY.index("--workers")] + ["--set", "num_envs=4",
                                                                                              "num_steps=32",
                                                                                              "eval_interval=1",
-                                                                                             "num_eval=2"])
+                                                                                             "num_eval=2",
+                                                                                             "final_eval_episodes=2"])
     finally:
         ray.shutdown()
     assert code == 0

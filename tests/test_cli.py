@@ -12,7 +12,7 @@ import main
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMALL = ["--num_envs", "4", "--num_steps", "16", "--n_itr", "2", "--eval_interval", "1", "--num_eval", "3",
-         "--num_videos", "1", "--log_interval", "1"]
+         "--num_videos", "1", "--log_interval", "1", "--final_eval_episodes", "2"]
 
 
 def run(args, capsys):

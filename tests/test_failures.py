@@ -17,7 +17,7 @@ from fake_llm import FakeLLMServer
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMALL = ["--num_envs", "4", "--num_steps", "16", "--eval_interval", "2", "--num_eval", "2", "--log_interval", "1",
-         "--save_interval", "1", "--llm_samples", "2"]
+         "--save_interval", "1", "--llm_samples", "2", "--final_eval_episodes", "2"]
 
 
 def snapshot(folder: Path) -> dict:

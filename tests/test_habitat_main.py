@@ -22,7 +22,8 @@ def test_train_then_eval_teacher_on_the_fake(tmp_path, monkeypatch, capsys):
     logdir = tmp_path / "log"
     code = main.main(["train", "--task", "HabitatRearrange", "--savedir", "run", "--logdir", str(logdir),
                       "--n_itr", "2", "--num_envs", "2", "--num_steps", "8", "--num_minibatches", "2",
-                      "--eval_interval", "1", "--num_eval", "2", "--device", "cpu"])
+                      "--eval_interval", "1", "--num_eval", "2", "--device", "cpu",
+                      "--final_eval_episodes", "2"])
     assert code == 0
     run = logdir / "ppo" / "habitatrearrange" / "run"
     assert {"config.json", "eval_curve.csv", "acmodel.pt", "summary.json"} <= {p.name for p in run.iterdir()}
@@ -31,6 +32,7 @@ def test_train_then_eval_teacher_on_the_fake(tmp_path, monkeypatch, capsys):
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] == 2 * 2 * 8 and summary["teacher_fallbacks"] == 0
+    assert summary["final_eval"]["episodes"] == 2 and summary["final_eval"]["env_seeds"] == "1000000..1000001"
 
     code = main.main(["eval", "--task", "HabitatRearrange", "--eval_teacher", "--teacher", "soft",
                       "--planner", "oracle", "--logdir", str(logdir), "--num_eval", "3", "--savedir", "ev"])

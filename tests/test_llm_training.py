@@ -6,7 +6,7 @@ from fake_llm import FakeLLMServer
 from planners.llm.cache import AnswerCache
 
 SMALL = ["--num_envs", "4", "--num_steps", "32", "--n_itr", "2", "--eval_interval", "0", "--log_interval", "1",
-         "--llm_samples", "3"]
+         "--llm_samples", "3", "--final_eval_episodes", "2"]
 
 
 def test_train_with_a_live_llm_then_rerun_from_the_cache(tmp_path, capsys, monkeypatch):

@@ -138,6 +138,14 @@ class RunConfig:
     eval_interval: int | None = _opt("evaluate every this many iterations (0 = never)", "evaluation")
     eval_deterministic: bool | None = _opt("evaluate with the most likely action instead of sampling",
                                            "evaluation", flag=True)
+    final_eval_episodes: int | None = _opt("train: episodes of the held-out final evaluation at the end of a run, "
+                                           "on env seeds 1,000,000 + k that no training-time evaluation uses "
+                                           "(0 = skip); eval --heldout: episodes on the same layouts",
+                                           "evaluation")
+    heldout: bool = field(default=False, metadata={
+        "help": "eval: use the held-out layouts of the final evaluation (env seeds 1,000,000 + k, "
+                "k < --final_eval_episodes) instead of --env_seed_list/--num_eval", "group": "evaluation",
+        "flag": True})
     eval_teacher: bool = field(default=False, metadata={
         "help": "eval: evaluate the teacher alone (no student needed)", "group": "evaluation", "flag": True})
     save_interval: int | None = _opt("save acmodel.pt every this many iterations", "evaluation")
@@ -154,6 +162,7 @@ POSITIVE_INTS = ("num_envs", "frame_stack", "hidden_size", "n_itr", "num_steps",
 NON_NEGATIVE = ("ego_size", "eval_interval", "save_interval", "log_interval", "num_videos", "distill_off_after",
                 "distill_initial", "distill_decay", "distill_floor", "ent_coef", "vf_coef", "torch_threads",
                 "llm_max_retries", "llm_max_reasks")
+NON_NEGATIVE += ("final_eval_episodes",)
 
 
 def config_fields() -> list[dataclasses.Field]:
