@@ -181,10 +181,14 @@ def heldout_evaluation(task: str, policy, episodes: int, frame_stack: int = 1, d
     return heldout_summary(result, deterministic)
 
 
-def final_student_evaluation(config, model: torch.nn.Module, device, seed: int) -> dict | None:
-    """The held-out final evaluation of a trained student (None when ``final_eval_episodes`` is 0)."""
+def final_evaluation(config, policy) -> dict | None:
+    """The held-out final evaluation of a run's ``policy`` (None when ``final_eval_episodes`` is 0)."""
     if not config.final_eval_episodes:
         return None
-    policy = StudentPolicy(model, device, config.eval_deterministic, seed)
     return heldout_evaluation(config.task, policy, config.final_eval_episodes, config.frame_stack,
                               config.eval_deterministic)
+
+
+def final_student_evaluation(config, model: torch.nn.Module, device, seed: int) -> dict | None:
+    """:func:`final_evaluation` of a trained student network."""
+    return final_evaluation(config, StudentPolicy(model, device, config.eval_deterministic, seed))

@@ -1,37 +1,46 @@
-"""Report of a sweep: learning curves with 95% bootstrap bands, and steps-to-threshold tables.
+"""Report of a sweep: learning curves, per-task tables, an aggregate across tasks, and the paper's claims.
 
-    python main.py report --name paper --out docs/results
+    python main.py report --name final --out docs/results
 
 Reads ``<logdir>/sweeps/<name>/runs.csv`` (written by ``main.py sweep``), every run's ``eval_curve.csv`` and
-``teacher.csv``; writes into ``--out``:
+``summary.json``, and ``teacher_heldout.csv``; writes into ``--out``:
 
-* ``<task>.png``: evaluation success rate against env steps, per method the mean over seeds with a 95%
-  percentile-bootstrap band (``scipy.stats.bootstrap``), and the teachers' own success as dashed lines;
-* ``curves.csv``: every evaluation point of every run (task, method, seed, env steps, success rate);
-* ``results.md`` and ``summary.csv``: per task and method, env steps to evaluation success >= 0.9 (median and
-  interquartile mean over seeds, with 95% bootstrap intervals), final success, and teacher-alone success.
+* ``<task>.png``: evaluation success rate against env steps, per method the mean over seeds with a band
+  (min-max over seeds, or a 95% percentile bootstrap of the mean with at least 10 seeds; the legend says
+  which), and each teacher alone on the held-out layouts as a dashed line;
+* ``curves.csv``: every evaluation point of every run;
+* ``runs.csv``: per run, env steps to 0.9 (or its budget when never reached), the held-out final success with
+  its 95% Wilson interval, and the training-time final success;
+* ``summary.csv`` and ``results.md``: per task and method, the per-seed values, their median and min-max
+  (a bootstrap only with enough seeds, see :data:`bench.stats.MIN_BOOTSTRAP_SEEDS`), the teacher alone; the
+  IQM of held-out success across tasks with a stratified bootstrap interval (rliable's style); the budget
+  rule checked against the runs; and the claims table of :mod:`bench.claims`.
 
-A run that never reaches the threshold is counted, not dropped: its steps-to-threshold is the budget (a
-lower bound), and the table says how many runs reached it; a statistic that such runs can change is shown
-with ``>=``.
+A run that never reaches 0.9 is counted, not dropped: its steps-to-threshold is its budget (a lower bound),
+shown with ``>=`` wherever it can change the statistic.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-THRESHOLD = 0.9
-METHOD_ORDER = ("ppo", "hard", "soft", "oracle", "llm")
+from bench import stats
+from bench.claims import STEP_METHODS, THRESHOLD, claims_markdown, paper_claims, steps_to_threshold
+
+METHOD_ORDER = ("ppo", "sb3_ppo", "hard", "soft", "hard_commit", "hard_safe", "hard_safe_step", "soft_safe",
+                "oracle", "adversarial", "llm")
+BASELINE_FACTOR_RULE = 5  # the issue's budget rule: baselines get >= 5x the teacher-guided median steps-to-0.9
+
+__all__ = ["read_runs", "steps_to_threshold", "summarise", "write_report"]
 
 
 def read_runs(logdir: str, name: str) -> tuple[list[dict], dict, dict]:
-    """(runs with their curves, teacher-alone success {(task, method): rate}, sweep settings)."""
+    """(runs with their curves and held-out results, teacher-alone rows by (task, method), sweep settings)."""
     from bench.sweep import sweep_dir
     folder = sweep_dir(logdir, name)
     index = folder / "runs.csv"
@@ -39,147 +48,162 @@ def read_runs(logdir: str, name: str) -> tuple[list[dict], dict, dict]:
         raise ValueError(f"no sweep index at {index}: run `main.py sweep --name {name}` first")
     runs = []
     for row in csv.DictReader(index.open()):
-        curve_path = Path(row["run_dir"]) / "eval_curve.csv"
+        run_dir = Path(row["run_dir"])
+        curve_path = run_dir / "eval_curve.csv"
         if not curve_path.exists():
             raise ValueError(f"{curve_path} is missing (was the run folder moved?)")
         curve = list(csv.DictReader(curve_path.open()))
-        runs.append({**row, "seed": int(row["seed"]),
-                     "steps": np.array([float(r["env_steps"]) for r in curve]),
-                     "success": np.array([float(r["success_rate"]) for r in curve])})
-    teachers = {}
-    if (folder / "teacher.csv").exists():
-        teachers = {(r["task"], r["method"]): float(r["success_rate"]) for r in csv.DictReader((folder / "teacher.csv").open())}
+        if not curve:
+            raise ValueError(f"{curve_path} has no evaluation: rerun with evaluations on (eval_interval > 0)")
+        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+        steps = np.array([float(r["env_steps"]) for r in curve])
+        success = np.array([float(r["success_rate"]) for r in curve])
+        budget = float(row["env_steps"]) if row.get("env_steps") else float(steps.max())
+        value, reached = steps_to_threshold(steps, success, budget)
+        final = summary.get("final_eval") or None
+        runs.append({**row, "seed": int(row["seed"]), "steps": steps, "success": success, "budget": budget,
+                     "steps_to": value, "reached": reached, "final_eval": final,
+                     "heldout": final["success_rate"] if final else None})
+    teachers = defaultdict(list)
+    if (folder / "teacher_heldout.csv").exists():
+        for r in csv.DictReader((folder / "teacher_heldout.csv").open()):
+            teachers[(r["task"], r["method"])].append(r)
     settings = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").exists() else {}
-    return runs, teachers, settings
+    return runs, dict(teachers), settings
 
 
-def steps_to_threshold(steps: np.ndarray, success: np.ndarray, budget: float) -> tuple[float, bool]:
-    """First env-step count with success >= threshold; (budget, False) if never reached."""
-    reached = np.flatnonzero(success >= THRESHOLD)
-    return (float(steps[reached[0]]), True) if len(reached) else (float(budget), False)
-
-
-def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Interquartile mean: the mean of the middle 50%."""
-    from scipy.stats import trim_mean
-    return trim_mean(values, 0.25, axis=axis)
-
-
-def bootstrap_interval(values: np.ndarray, statistic, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of ``statistic`` over ``values`` (degenerate samples: a point)."""
-    from scipy.stats import bootstrap
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2 or np.ptp(values) == 0:
-        point = float(statistic(values))
-        return point, point
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = bootstrap((values,), statistic, confidence_level=0.95, n_resamples=2000, method="percentile",
-                           random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def mean_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Common step grid, mean success over runs and its 95% bootstrap band."""
-    grid = np.unique(np.concatenate([r["steps"] for r in runs]))
-    curves = np.stack([np.interp(grid, r["steps"], r["success"]) for r in runs])
-    mean = curves.mean(0)
-    if len(runs) < 2:
-        return grid, mean, mean, mean
-    from scipy.stats import bootstrap
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = bootstrap((curves,), np.mean, axis=0, confidence_level=0.95, n_resamples=2000,
-                           method="percentile", random_state=np.random.default_rng(0))
-    low = np.where(np.isnan(result.confidence_interval.low), mean, result.confidence_interval.low)
-    high = np.where(np.isnan(result.confidence_interval.high), mean, result.confidence_interval.high)
-    return grid, mean, low, high
-
-
-def summarise(runs: list[dict], teachers: dict, budget: float | None = None) -> list[dict]:
-    """One row per (task, method) with the table's statistics.
-
-    ``budget`` is the step count given to runs that never reach the threshold; by default the largest
-    env-step count of the task's runs (sweeps of different tasks may have different budgets).
-    """
-    groups = defaultdict(list)
-    for run in runs:
-        groups[(run["task"], run["method"])].append(run)
-    rows = []
-    task_budget = {}
-    for run in runs:
-        task_budget[run["task"]] = max(task_budget.get(run["task"], 0.0), float(run["steps"].max()))
-    for (task, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]))):
-        limit = budget if budget is not None else task_budget[task]
-        hits = [steps_to_threshold(r["steps"], r["success"], limit) for r in group]
-        values = np.array([v for v, _ in hits])
-        reached = sum(ok for _, ok in hits)
-        censored = reached < len(group)
-        finals = np.array([r["success"][-1] for r in group])
-        rows.append({
-            "task": task, "method": method, "runs": len(group), "reached": reached, "budget": limit,
-            "median_steps": float(np.median(values)), "median_ci": bootstrap_interval(values, np.median),
-            "iqm_steps": float(iqm(values)), "iqm_ci": bootstrap_interval(values, iqm),
-            "censored": censored, "final_success": float(finals.mean()),
-            "final_ci": bootstrap_interval(finals, np.mean),
-            "teacher_success": teachers.get((task, method)),
-        })
-    return rows
+def teacher_rates(teachers: dict) -> dict:
+    """(task, method) -> per-seed held-out success of the teacher alone."""
+    return {key: [float(r["success_rate"]) for r in rows] for key, rows in teachers.items()}
 
 
 def _method_rank(method: str) -> int:
     return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
-def _steps(value: float, censored: bool) -> str:
+def summarise(runs: list[dict], teachers: dict | None = None) -> list[dict]:
+    """One row per (task, method): per-seed values and what summarises them (each interval with its kind)."""
+    rates = teacher_rates(teachers or {})
+    groups = defaultdict(list)
+    for run in runs:
+        groups[(run["task"], run["method"])].append(run)
+    rows = []
+    for (task, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]))):
+        group = sorted(group, key=lambda r: r["seed"])
+        values = np.array([r["steps_to"] for r in group])
+        reached = sum(r["reached"] for r in group)
+        heldout = np.array([r["heldout"] for r in group if r["heldout"] is not None])
+        teacher = rates.get((task, method), [])
+        rows.append({
+            "task": task, "method": method, "runs": len(group), "seeds": [r["seed"] for r in group],
+            "reached": reached, "budget": max(r["budget"] for r in group), "steps": values.tolist(),
+            "reached_flags": [r["reached"] for r in group],
+            "median_steps": float(np.median(values)), "median_censored": (len(group) - reached) * 2 >= len(group),
+            "steps_interval": stats.seed_interval(values, np.median), "censored": reached < len(group),
+            "heldout": heldout.tolist(),
+            "heldout_mean": float(heldout.mean()) if len(heldout) else None,
+            "heldout_interval": stats.seed_interval(heldout) if len(heldout) else None,
+            "train_final": float(np.mean([r["success"][-1] for r in group])),
+            "teacher": teacher, "teacher_mean": float(np.mean(teacher)) if teacher else None,
+        })
+    return rows
+
+
+def _steps(value: float, censored: bool = False) -> str:
     return f"{'>=' if censored else ''}{value / 1000:,.1f}k"
 
 
 def markdown_table(rows: list[dict], task: str) -> str:
-    lines = ["| method | runs reaching 0.9 | env steps to 0.9: median [95% CI] | IQM [95% CI] | "
-             "final success [95% CI] | teacher alone |", "|---|---|---|---|---|---|"]
+    lines = ["| method | runs reaching 0.9 | env steps to 0.9: median [min-max or bootstrap] | per seed | "
+             "held-out success: mean [min-max or bootstrap] | per seed | teacher alone, held-out (per seed) |",
+             "|---|---|---|---|---|---|---|"]
+    kinds = set()
     for r in (r for r in rows if r["task"] == task):
-        med_low, med_high = r["median_ci"]
-        iqm_low, iqm_high = r["iqm_ci"]
-        final_low, final_high = r["final_ci"]
-        censored_median = r["reached"] <= r["runs"] // 2 and r["censored"]
-        teacher = f"{r['teacher_success']:.2f}" if r["teacher_success"] is not None else "-"
-        lines.append(
-            f"| {r['method']} | {r['reached']}/{r['runs']} | {_steps(r['median_steps'], censored_median)} "
-            f"[{_steps(med_low, False)}, {_steps(med_high, r['censored'])}] | {_steps(r['iqm_steps'], r['censored'])} "
-            f"[{_steps(iqm_low, False)}, {_steps(iqm_high, r['censored'])}] | {r['final_success']:.2f} "
-            f"[{final_low:.2f}, {final_high:.2f}] | {teacher} |")
+        interval = r["steps_interval"]
+        kinds.add(interval.kind)
+        per_seed = ", ".join(_steps(v, not ok) for v, ok in zip(r["steps"], r["reached_flags"]))
+        steps = (f"{_steps(r['median_steps'], r['median_censored'])} "
+                 f"[{_steps(interval.low)}, {_steps(interval.high, r['censored'])}]")
+        if r["heldout_mean"] is not None:
+            kinds.add(r["heldout_interval"].kind)
+            heldout = f"{r['heldout_mean']:.3f} {r['heldout_interval'].format(3)}"
+            heldout_seeds = ", ".join(f"{v:.3f}" for v in r["heldout"])
+        else:
+            heldout, heldout_seeds = "-", "-"
+        teacher = (f"{r['teacher_mean']:.3f} ({', '.join(f'{v:.3f}' for v in r['teacher'])})"
+                   if r["teacher"] else "-")
+        lines.append(f"| {r['method']} | {r['reached']}/{r['runs']} | {steps} | {per_seed} | {heldout} | "
+                     f"{heldout_seeds} | {teacher} |")
+    lines += ["", "Intervals: " + "; ".join(sorted(kinds)) + f" (a percentile bootstrap needs >= "
+              f"{stats.MIN_BOOTSTRAP_SEEDS} seeds). `>=`: a run that never reached 0.9 counts as its budget."]
     return "\n".join(lines)
 
 
-def _run_settings(runs: list[dict], task: str) -> str:
-    """The settings that shape the curves, read from one run's config.json."""
-    run = next(r for r in runs if r["task"] == task and r["method"] != "ppo")
-    config = json.loads((Path(run["run_dir"]) / "config.json").read_text())
-    return (f"{config['num_envs']} envs x {config['num_steps']} steps per iteration, evaluation every "
-            f"{config['eval_interval']} iterations on {config['num_eval']} fixed layouts (sampled actions), "
-            f"distillation {config['distill_initial']} - {config['distill_decay']}/update to "
-            f"{config['distill_floor']}, off after {config['distill_off_after']} updates")
+def aggregate_table(runs: list[dict]) -> str:
+    """IQM of held-out success across tasks per method, with a stratified bootstrap interval."""
+    tasks = sorted({r["task"] for r in runs})
+    lines = ["| method | tasks | runs | IQM of held-out success | interval |", "|---|---|---|---|---|"]
+    for method in sorted({r["method"] for r in runs}, key=_method_rank):
+        by_task = {t: [r["heldout"] for r in runs if r["task"] == t and r["method"] == method
+                       and r["heldout"] is not None] for t in tasks}
+        if not all(by_task.values()):
+            continue  # the aggregate needs every task
+        point, interval = stats.stratified_bootstrap(by_task)
+        lines.append(f"| {method} | {len(tasks)} | {sum(map(len, by_task.values()))} | {point:.3f} | "
+                     f"{interval.format(3)} ({interval.kind}) |")
+    return "\n".join(lines) if len(lines) > 2 else "No method has held-out results on every task."
+
+
+def budget_rule_lines(rows: list[dict]) -> list[str]:
+    """Checks the budget rule: every baseline budget >= 5x the teacher-guided median steps-to-0.9."""
+    lines = []
+    for task in sorted({r["task"] for r in rows}):
+        guided = [r for r in rows if r["task"] == task and r["method"] in STEP_METHODS]
+        baselines = [r for r in rows if r["task"] == task and r["method"] in ("ppo", "sb3_ppo")]
+        if not guided or not baselines:
+            continue
+        worst = max(guided, key=lambda r: r["median_steps"])
+        needed = BASELINE_FACTOR_RULE * worst["median_steps"]
+        for base in baselines:
+            verdict = "holds" if base["budget"] >= needed and not worst["median_censored"] else "VIOLATED"
+            if worst["median_censored"]:
+                verdict = f"cannot be checked ({worst['method']} median not reached)"
+            lines.append(f"* {task}: {base['method']} budget {_steps(base['budget'])} vs {BASELINE_FACTOR_RULE} x "
+                         f"{worst['method']} median {_steps(worst['median_steps'])} = {_steps(needed)}: {verdict}")
+    return lines
+
+
+def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-step band over seeds: bootstrap of the mean with enough seeds, else min-max; and its name."""
+    if len(curves) >= stats.MIN_BOOTSTRAP_SEEDS:
+        rng = np.random.default_rng(0)
+        means = curves[rng.integers(0, len(curves), size=(stats.N_RESAMPLES, len(curves)))].mean(axis=1)
+        low, high = np.quantile(means, [0.025, 0.975], axis=0)
+        return low, high, "95% bootstrap"
+    return curves.min(0), curves.max(0), "min-max"
 
 
 def plot_task(runs: list[dict], teachers: dict, task: str, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    rates = teacher_rates(teachers)
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
     methods = sorted({r["method"] for r in runs if r["task"] == task}, key=_method_rank)
     for index, method in enumerate(methods):
         group = [r for r in runs if r["task"] == task and r["method"] == method]
-        grid, mean, low, high = mean_curve(group)
-        color = f"C{index}"
-        axes.plot(grid, mean, color=color, label=f"{method} ({len(group)} seeds)")
-        axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
-        if teachers.get((task, method)) is not None:
-            axes.axhline(teachers[(task, method)], color=color, linestyle="--", linewidth=1)
+        grid = np.unique(np.concatenate([r["steps"] for r in group]))
+        curves = np.stack([np.interp(grid, r["steps"], r["success"], right=r["success"][-1]) for r in group])
+        low, high, kind = band(curves)
+        color = f"C{index % 10}"
+        axes.plot(grid, curves.mean(0), color=color, label=f"{method} ({len(group)} seeds, {kind})")
+        axes.fill_between(grid, low, high, color=color, alpha=0.15, linewidth=0)
+        if rates.get((task, method)):
+            axes.axhline(float(np.mean(rates[(task, method)])), color=color, linestyle="--", linewidth=1)
     axes.axhline(THRESHOLD, color="grey", linestyle=":", linewidth=1)
-    axes.set(title=f"{task}: evaluation success (dashed: teacher alone)", xlabel="env steps",
+    axes.set(title=f"{task}: evaluation success (dashed: teacher alone, held-out)", xlabel="env steps",
              ylabel="success rate", ylim=(-0.02, 1.02))
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="lower right", fontsize=7)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -187,19 +211,55 @@ def plot_task(runs: list[dict], teachers: dict, task: str, path: Path) -> Path:
     return path
 
 
+def _run_settings(runs: list[dict], task: str) -> str:
+    """The settings that shape the curves, read from one teacher-guided run's config.json."""
+    run = next((r for r in runs if r["task"] == task and r["method"] not in ("ppo", "sb3_ppo")), None)
+    run = run or next(r for r in runs if r["task"] == task)
+    config = json.loads((Path(run["run_dir"]) / "config.json").read_text())
+    return (f"{config['num_envs']} envs x {config['num_steps']} steps per iteration, evaluation every "
+            f"{config['eval_interval']} iterations on {config['num_eval']} training-time layouts "
+            f"({'most likely' if config.get('eval_deterministic') else 'sampled'} actions), final evaluation on "
+            f"{config.get('final_eval_episodes', '-')} held-out layouts; distillation {config['distill_initial']} - "
+            f"{config['distill_decay']}/update to {config['distill_floor']}, off after "
+            f"{config['distill_off_after']} updates")
+
+
+def write_runs_csv(runs: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["task", "method", "seed", "budget", "reached_0.9", "env_steps_to_0.9", "heldout_episodes",
+                         "heldout_successes", "heldout_success", "wilson_low", "wilson_high", "train_final_success"])
+        for run in sorted(runs, key=lambda r: (r["task"], _method_rank(r["method"]), r["seed"])):
+            final = run["final_eval"] or {}
+            interval = final.get("interval", {})
+            writer.writerow([run["task"], run["method"], run["seed"], int(run["budget"]), run["reached"],
+                             int(run["steps_to"]), final.get("episodes", ""), final.get("successes", ""),
+                             final.get("success_rate", ""), interval.get("low", ""), interval.get("high", ""),
+                             f"{run['success'][-1]:.4f}"])
+
+
 def write_report(logdir: str, name: str, out: Path) -> Path:
-    """Figures, results.md and summary.csv for sweep ``name``; returns the markdown path."""
+    """Figures, results.md, summary.csv, runs.csv and curves.csv for sweep ``name``; returns the markdown path."""
     runs, teachers, settings = read_runs(logdir, name)
     if not runs:
         raise ValueError(f"sweep '{name}' has no finished runs yet")
     rows = summarise(runs, teachers)
     out.mkdir(parents=True, exist_ok=True)
-    sections = [f"# Sweep '{name}'", "", f"Machine: {json.dumps(settings.get('machine', {}))}.", ""]
+    commits = sorted({r["commit"] for rows_ in teachers.values() for r in rows_})
+    sections = [f"# Sweep '{name}'", "",
+                f"Sweep started at commit {settings.get('commit', 'unknown')}"
+                + (f"; teachers alone measured at {', '.join(commits)}" if commits else "") + ".",
+                f"Machine: {json.dumps(settings.get('machine', {}))}.", ""]
     for task in sorted({r["task"] for r in runs}):
         figure = plot_task(runs, teachers, task, out / f"{task.lower()}.png")
-        budget = next(r["budget"] for r in rows if r["task"] == task)
-        sections += [f"## {task}", "", f"Budget {budget:,.0f} env steps per run; {_run_settings(runs, task)}.", "",
+        budgets = ", ".join(f"{r['method']} {_steps(r['budget'])}" for r in rows if r["task"] == task)
+        sections += [f"## {task}", "", f"Budgets: {budgets}. {_run_settings(runs, task)}.", "",
                      f"![{task}]({figure.name})", "", markdown_table(rows, task), ""]
+    sections += ["## Across tasks", "", aggregate_table(runs), ""]
+    rule = budget_rule_lines(rows)
+    if rule:
+        sections += ["## Budget rule", "", *rule, ""]
+    sections += ["## The paper's claims", "", claims_markdown(paper_claims(runs, teacher_rates(teachers))), ""]
     markdown = out / "results.md"
     markdown.write_text("\n".join(sections))
     with (out / "curves.csv").open("w", newline="") as handle:  # every evaluation point of every run
@@ -208,15 +268,19 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
         for run in sorted(runs, key=lambda r: (r["task"], _method_rank(r["method"]), r["seed"])):
             writer.writerows([run["task"], run["method"], run["seed"], int(x), f"{y:.4f}"]
                              for x, y in zip(run["steps"], run["success"]))
+    write_runs_csv(runs, out / "runs.csv")
     with (out / "summary.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["task", "method", "runs", "reached", "median_steps", "median_low", "median_high",
-                         "iqm_steps", "iqm_low", "iqm_high", "final_success", "final_low", "final_high",
-                         "teacher_success"])
+        writer.writerow(["task", "method", "runs", "reached", "budget", "median_steps", "steps_low", "steps_high",
+                         "steps_interval", "heldout_mean", "heldout_low", "heldout_high", "heldout_interval",
+                         "train_final_success", "teacher_heldout_mean"])
         for r in rows:
-            writer.writerow([r["task"], r["method"], r["runs"], r["reached"], r["median_steps"], *r["median_ci"],
-                             r["iqm_steps"], *r["iqm_ci"], f"{r['final_success']:.4f}", *r["final_ci"],
-                             r["teacher_success"]])
+            held = r["heldout_interval"]
+            writer.writerow([r["task"], r["method"], r["runs"], r["reached"], int(r["budget"]), r["median_steps"],
+                             r["steps_interval"].low, r["steps_interval"].high, r["steps_interval"].kind,
+                             r["heldout_mean"] if r["heldout_mean"] is not None else "",
+                             held.low if held else "", held.high if held else "", held.kind if held else "",
+                             f"{r['train_final']:.4f}", r["teacher_mean"] if r["teacher_mean"] is not None else ""])
     return markdown
 
 

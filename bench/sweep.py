@@ -1,13 +1,21 @@
 """Experiment sweep: tasks x methods x seeds under an env-step budget, run in parallel.
 
+    python main.py sweep --config configs/sweeps/final.yaml --workers 2      # the fixed plan of a sweep
     python main.py sweep --tasks SimpleDoorKey TwoDoor --methods ppo hard soft oracle --seeds 0 1 2 \\
         --total_steps 100000 --name paper --workers 2
 
-Each run trains exactly as ``main.py train`` does, into ``<logdir>/ppo/<task>/<name>/<method>/seed<k>/``
-(checkpoint, config.json, TensorBoard events, ``eval_curve.csv`` with env steps, success rate and return).
-The sweep also measures each task's teacher alone (``teacher.csv``) and keeps an index of all runs
-(``<logdir>/sweeps/<name>/runs.csv``) that ``main.py report`` reads. Runs already finished are skipped, so an
-interrupted sweep continues where it stopped.
+Each run trains exactly as ``main.py train`` does (``sb3_ppo``: Stable-Baselines3, see
+:mod:`bench.sb3_ppo`), into ``<logdir>/ppo/<task>/<name>/<method>/seed<k>/`` (checkpoint, config.json,
+TensorBoard events, ``eval_curve.csv`` with env steps, success rate and return, ``summary.json`` with the
+held-out final evaluation). The sweep also measures each teacher alone, per seed, on the same held-out
+layouts (``teacher_heldout.csv``, with the commit it ran at) and keeps an index of all runs
+(``<logdir>/sweeps/<name>/runs.csv``) that ``main.py report`` reads. Runs already finished are skipped, and
+runs interrupted with a checkpoint resume from it, so an interrupted sweep continues where it stopped; a
+finished run whose settings differ from what the sweep now asks is refused rather than mixed in.
+
+A sweep file (``--config``) fixes the budget rule (a budget per task for the teacher-guided methods, the
+baselines get a multiple of it), one evaluation interval in env steps for every run, the methods and the
+seeds, before anything runs (see ``configs/sweeps/final.yaml``).
 
 Runs go to local processes by default (``--workers``, one torch thread each). With ``--ray_address``
 (``auto`` or ``host:port``) they run as Ray tasks on a cluster instead; each task trains in a scratch
@@ -25,19 +33,53 @@ import tarfile
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-METHODS = {  # method -> (teacher, planner)
-    "ppo": ("none", "recorded"),
-    "hard": ("hard", "recorded"),
-    "soft": ("soft", "recorded"),
-    "oracle": ("hard", "oracle"),
-    "llm": ("soft", "llm"),
+PAPER_TEACHER = {"planner": "recorded", "skills": "paper"}  # the published teacher's skills
+SAFE_TEACHER = {"planner": "recorded", "skills": "safe"}
+METHODS = {  # method -> the settings that define it (everything else comes from the configs and --set)
+    "ppo": {"teacher": "none"},
+    "sb3_ppo": {},  # Stable-Baselines3 PPO with RL-Zoo's MiniGrid settings (bench/sb3_ppo.py)
+    "hard": {"teacher": "hard", **PAPER_TEACHER, "hard_sampling": "step"},
+    "soft": {"teacher": "soft", **PAPER_TEACHER},
+    "hard_commit": {"teacher": "hard", **PAPER_TEACHER, "hard_sampling": "commit"},
+    "hard_safe": {"teacher": "hard", **SAFE_TEACHER, "hard_sampling": "commit"},
+    "hard_safe_step": {"teacher": "hard", **SAFE_TEACHER, "hard_sampling": "step"},
+    "soft_safe": {"teacher": "soft", **SAFE_TEACHER},
+    "oracle": {"teacher": "hard", "planner": "oracle", "skills": "safe", "hard_sampling": "step"},
+    "adversarial": {"teacher": "hard", "planner": "adversarial", "skills": "safe", "hard_sampling": "step"},
+    "llm": {"teacher": "soft", "planner": "llm", "skills": "paper"},
 }
+METHOD_NOTES = {
+    "ppo": "our PPO, no teacher",
+    "sb3_ppo": "Stable-Baselines3 PPO, RL-Zoo MiniGrid settings, no teacher",
+    "hard": "paper teacher (recorded Vicuna plans, paper skills), hard, a plan drawn every step",
+    "soft": "paper teacher, soft (plans mixed by probability)",
+    "hard_commit": "paper teacher, hard, a plan kept until the sentence changes or it stalls",
+    "hard_safe": "safe teacher (recorded plans, safe skills), hard, commit",
+    "hard_safe_step": "safe teacher, hard, a plan drawn every step",
+    "soft_safe": "safe teacher, soft",
+    "oracle": "scripted correct plans, safe skills (a control)",
+    "adversarial": "scripted wrong plans, safe skills (a control)",
+    "llm": "live LLM plans (needs --llm_url), paper skills, soft",
+}
+BASELINES = ("ppo", "sb3_ppo")  # methods without a teacher: their budget is the baseline budget
 RUN_FIELDS = ("task", "method", "seed", "run_dir", "status", "env_steps", "final_success_rate",
               "steps_to_threshold", "env_steps_per_second", "seconds")
+TEACHER_FIELDS = ("task", "method", "seed", "teacher", "planner", "skills", "hard_sampling", "episodes", "successes",
+                  "success_rate", "interval", "low", "high", "mean_return", "mean_length", "env_seeds", "commit")
+
+
+def method_settings(method: str) -> dict:
+    """The run settings that define ``method``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method '{method}'; choose from {', '.join(METHODS)}")
+    if method == "sb3_ppo":
+        from bench.sb3_ppo import RL_ZOO_SETTINGS
+        return dict(RL_ZOO_SETTINGS)
+    return dict(METHODS[method])
 
 
 @dataclass(frozen=True)
@@ -62,20 +104,84 @@ def run_dir_for(logdir: str, name: str, spec: RunSpec) -> Path:
     return Path(logdir) / "ppo" / spec.task.lower() / name / spec.method / f"seed{spec.seed}"
 
 
-def make_specs(tasks, methods, seeds, total_steps: int, extra: dict, llm_url: str | None) -> list[RunSpec]:
-    """All runs of the sweep, with the settings each needs."""
+@dataclass
+class SweepPlan:
+    """What a sweep runs: tasks x methods x seeds, each run's budget, and settings shared by all runs.
+
+    Budget rule: a run of a teacher-guided method gets its task's ``budgets`` entry; a baseline (no teacher:
+    :data:`BASELINES`) gets ``baseline_factor`` times it. Evaluation rule: with ``eval_every_steps`` every
+    run evaluates every that many env steps (it must be a multiple of each run's steps per iteration).
+    """
+
+    tasks: list
+    methods: list
+    seeds: list
+    budgets: dict  # task -> env-step budget of the teacher-guided runs
+    baseline_factor: float = 1.0
+    eval_every_steps: int | None = None
+    teacher_episodes: int = 200
+    settings: dict = field(default_factory=dict)  # every run
+    method_settings: dict = field(default_factory=dict)  # method -> settings of that method's runs
+
+    def budget(self, task: str, method: str) -> int:
+        base = self.budgets[task]
+        return int(round(base * self.baseline_factor)) if method in BASELINES else int(base)
+
+
+PLAN_KEYS = {"name", "tasks", "methods", "seeds", "baseline_factor", "eval_every_steps", "teacher_episodes",
+             "settings", "method_settings"}
+
+
+def load_plan_file(path: str) -> tuple[str | None, SweepPlan]:
+    """(sweep name, plan) from a sweep YAML file (see ``configs/sweeps/final.yaml``)."""
+    import yaml
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read sweep file {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"sweep file {path} must be a mapping")
+    unknown = sorted(set(data) - PLAN_KEYS)
+    if unknown:
+        raise ValueError(f"sweep file {path} has unknown keys: {', '.join(unknown)} (known: {', '.join(sorted(PLAN_KEYS))})")
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict) or not tasks or not all(isinstance(v, dict) and "budget" in v for v in tasks.values()):
+        raise ValueError(f"sweep file {path}: 'tasks' must map each task to {{budget: ENV_STEPS}}")
+    for key in ("methods", "seeds"):
+        if not isinstance(data.get(key), list) or not data[key]:
+            raise ValueError(f"sweep file {path}: '{key}' must be a non-empty list")
+    plan = SweepPlan(tasks=list(tasks), methods=list(data["methods"]), seeds=[int(s) for s in data["seeds"]],
+                     budgets={t: int(v["budget"]) for t, v in tasks.items()},
+                     baseline_factor=float(data.get("baseline_factor", 1.0)),
+                     eval_every_steps=data.get("eval_every_steps"),
+                     teacher_episodes=int(data.get("teacher_episodes", 200)),
+                     settings=dict(data.get("settings") or {}), method_settings=dict(data.get("method_settings") or {}))
+    return data.get("name"), plan
+
+
+def make_specs(plan: SweepPlan, llm_url: str | None) -> list[RunSpec]:
+    """All runs of the sweep, with the settings each needs; bad settings are refused before any run starts."""
+    from utils.config import build_config
     specs = []
-    for task in tasks:
-        for method in methods:
-            if method not in METHODS:
-                raise ValueError(f"unknown method '{method}'; choose from {', '.join(METHODS)}")
-            if method == "llm" and not llm_url:
-                raise ValueError("method 'llm' needs --llm_url")
-            teacher, planner = METHODS[method]
-            values = {"teacher": teacher, "planner": planner, "total_steps": total_steps, **extra}
+    for task in plan.tasks:
+        for method in plan.methods:
+            values = {**plan.settings, **method_settings(method), **plan.method_settings.get(method, {}),
+                      "total_steps": plan.budget(task, method)}
             if method == "llm":
+                if not llm_url:
+                    raise ValueError("method 'llm' needs --llm_url")
                 values["llm_url"] = llm_url
-            for seed in seeds:
+            if method == "sb3_ppo":
+                from bench.sb3_ppo import require
+                require()
+            if plan.eval_every_steps:
+                config = build_config(task, values)
+                per_iteration = config.num_envs * config.num_steps
+                if plan.eval_every_steps % per_iteration:
+                    raise ValueError(f"eval_every_steps {plan.eval_every_steps} is not a multiple of {task}/{method}'s "
+                                     f"{per_iteration} env steps per iteration")
+                values["eval_interval"] = plan.eval_every_steps // per_iteration
+            for seed in plan.seeds:
                 specs.append(RunSpec(task, method, seed, tuple(sorted(values.items()))))
     return specs
 
@@ -89,9 +195,13 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1) -> dict:
     from utils.config import build_config
     config = build_config(spec.task, {**dict(spec.overrides), "torch_threads": torch_threads})
     start = time.perf_counter()
-    with open(os.devnull, "w") as quiet:
-        result = train_run(config, spec.seed, Path(run_dir), build_training_teacher(config, spec.seed), stream=quiet,
-                           resume=(Path(run_dir) / CHECKPOINT_NAME).exists())
+    if spec.method == "sb3_ppo":
+        from bench.sb3_ppo import train_sb3
+        result = train_sb3(config, spec.seed, Path(run_dir))
+    else:
+        with open(os.devnull, "w") as quiet:
+            result = train_run(config, spec.seed, Path(run_dir), build_training_teacher(config, spec.seed),
+                               stream=quiet, resume=(Path(run_dir) / CHECKPOINT_NAME).exists())
     return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",
             "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,
             "steps_to_threshold": result.steps_to_threshold,
@@ -154,54 +264,131 @@ class _RayResult:
         return {**row, "run_dir": str(self.run_dir)}
 
 
-def measure_teachers(tasks, methods, logdir: str, name: str, episodes: int, llm_url: str | None) -> Path:
-    """Teacher-alone success per task and teacher method, appended to ``teacher.csv``."""
-    import numpy as np
+def teacher_methods(methods) -> list[str]:
+    """The methods of ``methods`` that have a teacher to measure alone."""
+    return [m for m in methods if m not in BASELINES]
 
-    from algos.evaluate import TeacherPolicy, run_episodes
+
+def measure_teachers(plan: SweepPlan, logdir: str, name: str, llm_url: str | None) -> Path:
+    """Each teacher alone on the held-out layouts, per task, teacher method and seed (as the plan-sampling
+    seed): ``plan.teacher_episodes`` episodes on env seeds 1,000,000 + k, the layouts of the students' final
+    evaluation. Rows already in ``teacher_heldout.csv`` are kept, missing ones appended."""
+    from algos.evaluate import TeacherPolicy, heldout_evaluation
     from planners.factory import build_teacher
     from utils.config import build_config
-    path = sweep_dir(logdir, name) / "teacher.csv"
+    path = sweep_dir(logdir, name) / "teacher_heldout.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if path.exists():
-        done = {(r["task"], r["method"]) for r in csv.DictReader(path.open())}
+        rows = list(csv.DictReader(path.open()))
+        if rows and tuple(rows[0]) != TEACHER_FIELDS:
+            raise ValueError(f"{path} has other columns than this version writes: move it away and rerun")
+        done = {(r["task"], r["method"], int(r["seed"]), int(r["episodes"])) for r in rows}
+    commit = git_commit()
     new_file = not path.exists()
     with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.DictWriter(handle, TEACHER_FIELDS)
         if new_file:
-            writer.writerow(["task", "method", "episodes", "success_rate", "mean_return", "mean_length"])
-        for task in tasks:
-            for method in methods:
-                if method == "ppo" or (task, method) in done:
-                    continue
-                teacher_mode, planner = METHODS[method]
-                config = build_config(task, {"teacher": teacher_mode, "planner": planner,
-                                             **({"llm_url": llm_url} if method == "llm" else {})})
-                seeds = list(range(10_000, 10_000 + episodes))  # layouts the training evals do not use
-                policy = TeacherPolicy(build_teacher(config, len(seeds), 0), seed=0)
-                result = run_episodes(task, seeds, policy)
-                writer.writerow([task, method, episodes, f"{result.success_rate:.4f}",
-                                 f"{result.mean_return:.4f}", f"{np.mean(result.lengths):.2f}"])
-                handle.flush()
+            writer.writeheader()
+        for task in plan.tasks:
+            for method in teacher_methods(plan.methods):
+                values = {**plan.settings, **method_settings(method), **plan.method_settings.get(method, {}),
+                          **({"llm_url": llm_url} if method == "llm" else {})}
+                config = build_config(task, values)
+                for seed in plan.seeds:
+                    if (task, method, seed, plan.teacher_episodes) in done:
+                        continue
+                    teacher = build_teacher(config, plan.teacher_episodes, seed)
+                    try:
+                        summary = heldout_evaluation(task, TeacherPolicy(teacher, config.eval_deterministic, seed),
+                                                     plan.teacher_episodes, deterministic=config.eval_deterministic)
+                    finally:
+                        teacher.close()
+                    interval = summary["interval"]
+                    writer.writerow({"task": task, "method": method, "seed": seed, "teacher": teacher.mode,
+                                     "planner": config.planner, "skills": config.skills,
+                                     "hard_sampling": config.hard_sampling if teacher.mode == "hard" else "",
+                                     "episodes": summary["episodes"], "successes": summary["successes"],
+                                     "success_rate": f"{summary['success_rate']:.4f}", "interval": interval["kind"],
+                                     "low": f"{interval['low']:.4f}", "high": f"{interval['high']:.4f}",
+                                     "mean_return": f"{summary['mean_return']:.4f}",
+                                     "mean_length": f"{summary['mean_length']:.2f}", "env_seeds": summary["env_seeds"],
+                                     "commit": commit})
+                    handle.flush()
     return path
 
 
+def git_commit() -> str:
+    """The project's git commit (``-dirty`` when files differ from it), or ``unknown`` outside git."""
+    import subprocess
+    project = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", nargs="+", default=["SimpleDoorKey"], help="tasks to run")
-    parser.add_argument("--methods", nargs="+", default=["ppo", "hard", "soft", "oracle"],
-                        help=f"methods: {', '.join(METHODS)} (llm needs --llm_url)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
-    parser.add_argument("--total_steps", type=int, default=100_000, help="env-step budget of every run")
-    parser.add_argument("--name", default="sweep", help="sweep name: folders <logdir>/ppo/<task>/<name>/...")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="sweep file fixing tasks, budgets (teacher-guided budget per task, baselines x a "
+                             "factor), evaluation interval, methods and seeds, e.g. configs/sweeps/final.yaml; "
+                             "--tasks/--methods/--seeds then select a part of it")
+    parser.add_argument("--tasks", nargs="+", default=None, help="tasks to run (default: SimpleDoorKey)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"methods (default: ppo hard soft oracle): {', '.join(METHODS)} (llm needs --llm_url; "
+                             f"sb3_ppo needs requirements-sb3.txt)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: 0 1 2)")
+    parser.add_argument("--total_steps", type=int, default=None,
+                        help="env-step budget of every run (default 100000; not with --config)")
+    parser.add_argument("--name", default=None, help="sweep name: folders <logdir>/ppo/<task>/<name>/... "
+                                                     "(default: the sweep file's name, else 'sweep')")
     parser.add_argument("--logdir", default="log", help="root of all run folders")
     parser.add_argument("--workers", type=int, default=2, help="local processes running at once")
     parser.add_argument("--ray_address", default=None,
                         help="run on Ray instead: 'auto' (a running cluster), 'host:port', or 'local'")
-    parser.add_argument("--teacher_episodes", type=int, default=200,
-                        help="episodes to measure each teacher alone (0 = skip)")
+    parser.add_argument("--teacher_episodes", type=int, default=None,
+                        help="episodes on the held-out layouts to measure each teacher alone, per seed "
+                             "(default 200; 0 = skip)")
+    parser.add_argument("--teachers_only", action="store_true",
+                        help="only measure the teachers alone (teacher_heldout.csv), train nothing")
     parser.add_argument("--llm_url", default=None, help="server for method llm")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra settings for every run, e.g. --set eval_interval=2 num_eval=64")
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
+    """The sweep's name and plan: the sweep file if given, narrowed or completed by the flags."""
+    extra = parse_settings(args.set)
+    if args.config:
+        if args.total_steps is not None:
+            raise ValueError("--total_steps cannot be combined with --config: the file fixes the budgets")
+        name, plan = load_plan_file(args.config)
+        if args.tasks:
+            missing = [t for t in args.tasks if t not in plan.budgets]
+            if missing:
+                raise ValueError(f"task(s) {', '.join(missing)} have no budget in {args.config}")
+            plan.tasks = list(args.tasks)
+        plan.methods = list(args.methods or plan.methods)
+        plan.seeds = list(args.seeds if args.seeds is not None else plan.seeds)
+        plan.settings.update(extra)
+    else:
+        name = None
+        total = 100_000 if args.total_steps is None else args.total_steps
+        tasks = args.tasks or ["SimpleDoorKey"]
+        plan = SweepPlan(tasks=list(tasks), methods=list(args.methods or ["ppo", "hard", "soft", "oracle"]),
+                         seeds=list(args.seeds if args.seeds is not None else [0, 1, 2]),
+                         budgets={t: total for t in tasks}, settings=extra)
+    if args.teacher_episodes is not None:
+        plan.teacher_episodes = args.teacher_episodes
+    if min(plan.budgets.values()) <= 0 or args.workers <= 0 or plan.teacher_episodes < 0:
+        raise ValueError("budgets (--total_steps) and --workers must be positive, --teacher_episodes >= 0")
+    for method in plan.methods:
+        method_settings(method)  # unknown methods fail here
+    return args.name or name or "sweep", plan
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -222,23 +409,46 @@ def parse_settings(pairs: list[str]) -> dict:
     return values
 
 
+def finished_runs(index: Path) -> dict:
+    """(task, method, seed) -> run folder of the runs the index lists as done."""
+    if not index.exists():
+        return {}
+    return {(r["task"], r["method"], int(r["seed"])): Path(r["run_dir"]) for r in csv.DictReader(index.open())}
+
+
+def check_unchanged(spec: RunSpec, run_dir: Path) -> None:
+    """Refuse to continue a sweep whose finished run ``spec`` was trained with other settings."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    for key, value in spec.overrides:
+        if key in saved and saved[key] != value:
+            raise ValueError(f"finished run {spec.label} was trained with {key}={saved[key]!r}, the sweep now asks "
+                             f"{value!r}: choose another --name (or remove that run's row from runs.csv)")
+
+
 def main(args: argparse.Namespace) -> int:
     from utils.config import build_config
-    if args.total_steps <= 0 or args.workers <= 0 or args.teacher_episodes < 0:
-        raise ValueError("--total_steps and --workers must be positive, --teacher_episodes >= 0")
-    extra = parse_settings(args.set)
-    specs = make_specs(args.tasks, args.methods, args.seeds, args.total_steps, extra, args.llm_url)
+    name, plan = plan_from_args(args)
+    specs = [] if args.teachers_only else make_specs(plan, args.llm_url)
     for spec in specs:  # refuse bad settings before starting anything
         build_config(spec.task, dict(spec.overrides))
-    index_dir = sweep_dir(args.logdir, args.name)
+    index_dir = sweep_dir(args.logdir, name)
+    index = index_dir / "runs.csv"
+    finished = finished_runs(index)
+    for spec in specs:
+        if (spec.task, spec.method, spec.seed) in finished:
+            check_unchanged(spec, finished[(spec.task, spec.method, spec.seed)])
     index_dir.mkdir(parents=True, exist_ok=True)
     (index_dir / "sweep.json").write_text(json.dumps(
-        {"tasks": args.tasks, "methods": args.methods, "seeds": args.seeds, "total_steps": args.total_steps,
-         "settings": extra, "ray_address": args.ray_address, "machine": _machine()}, indent=2))
-    index = index_dir / "runs.csv"
-    finished = {(r["task"], r["method"], int(r["seed"])) for r in csv.DictReader(index.open())} if index.exists() else set()
+        {"tasks": plan.tasks, "methods": plan.methods, "seeds": plan.seeds, "budgets": plan.budgets,
+         "baseline_factor": plan.baseline_factor, "eval_every_steps": plan.eval_every_steps,
+         "teacher_episodes": plan.teacher_episodes, "settings": plan.settings,
+         "method_settings": plan.method_settings, "config_file": args.config, "commit": git_commit(),
+         "ray_address": args.ray_address, "machine": _machine()}, indent=2))
     todo = [s for s in specs if (s.task, s.method, s.seed) not in finished]
-    print(f"sweep '{args.name}': {len(specs)} runs, {len(specs) - len(todo)} already done, index {index}")
+    print(f"sweep '{name}': {len(specs)} runs, {len(specs) - len(todo)} already done, index {index}")
     if not index.exists():
         with index.open("w", newline="") as handle:
             csv.writer(handle).writerow(RUN_FIELDS)
@@ -256,12 +466,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"  done {spec.label}: final success {row['final_success_rate']}, "
               f"steps to 0.9 {row['steps_to_threshold']}, {row['env_steps_per_second']} steps/s")
 
-    if args.ray_address:
-        run_ray(todo, args.logdir, args.name, args.ray_address, on_done)
-    else:
-        run_local(todo, args.logdir, args.name, args.workers, on_done)
-    if args.teacher_episodes:
-        print(f"teacher alone: {measure_teachers(args.tasks, args.methods, args.logdir, args.name, args.teacher_episodes, args.llm_url)}")
+    if todo and args.ray_address:
+        run_ray(todo, args.logdir, name, args.ray_address, on_done)
+    elif todo:
+        run_local(todo, args.logdir, name, args.workers, on_done)
+    if plan.teacher_episodes and teacher_methods(plan.methods):
+        print(f"teacher alone: {measure_teachers(plan, args.logdir, name, args.llm_url)}")
     if failures:
         print(f"{len(failures)} runs failed: {', '.join(failures)}")
         return 1

@@ -49,3 +49,23 @@ def server(shared_server):
     shared_server.clear()
     yield shared_server
     shared_server.clear()
+
+
+@pytest.fixture
+def inline_sweep(monkeypatch):
+    """``main.py sweep`` trains its runs in this process (no worker start-up): for tests of the sweep's logic."""
+    from concurrent.futures import Future
+
+    import bench.sweep as sweep
+
+    def run_inline(specs, logdir, name, workers, on_done):
+        for spec in specs:
+            future = Future()
+            try:
+                future.set_result(sweep.train_one(spec, str(sweep.run_dir_for(logdir, name, spec))))
+            except Exception as err:  # reported by the sweep like a failed worker
+                future.set_exception(err)
+            on_done(spec, future)
+
+    monkeypatch.setattr(sweep, "run_local", run_inline)
+    return run_inline

@@ -1,7 +1,9 @@
 """Benchmarks through the real entry point: a tiny sweep, its report, the throughput table, Ray."""
 import csv
 import importlib.util
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +25,14 @@ def test_tiny_sweep_then_report(tmp_path, capsys):
         curve = list(csv.DictReader(open(f"{row['run_dir']}/eval_curve.csv")))
         assert [int(r["env_steps"]) for r in curve] == [128, 256]
         assert row["status"] == "done" and int(row["env_steps"]) == 256
-    teacher = list(csv.DictReader((tmp_path / "sweeps" / "tiny" / "teacher.csv").open()))
-    assert [(r["task"], r["method"]) for r in teacher] == [("SimpleDoorKey", "hard")]
+        final = json.loads(open(f"{row['run_dir']}/summary.json").read())["final_eval"]
+        assert final["episodes"] == 2 and final["env_seeds"] == "1000000..1000001"
+    teacher = list(csv.DictReader((tmp_path / "sweeps" / "tiny" / "teacher_heldout.csv").open()))
+    assert [(r["task"], r["method"], r["seed"]) for r in teacher] == [("SimpleDoorKey", "hard", "0"),
+                                                                     ("SimpleDoorKey", "hard", "1")]
+    assert all(r["env_seeds"] == "1000000..1000003" and r["interval"] == "95% Wilson score" for r in teacher)
+    assert all(r["skills"] == "paper" and r["hard_sampling"] == "step" and r["commit"] for r in teacher)
+    assert json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())["commit"]
 
     capsys.readouterr()
     assert main.main(["sweep", "--name", "tiny", "--logdir", logdir] + TINY) == 0
@@ -35,21 +43,55 @@ def test_tiny_sweep_then_report(tmp_path, capsys):
     assert (out / "simpledoorkey.png").stat().st_size > 1000
     assert len(list(csv.DictReader((out / "curves.csv").open()))) == 4 * 2, "two eval points of four runs"
     table = (out / "results.md").read_text()
-    rows = [line for line in table.splitlines() if re.match(r"\| (ppo|hard) \|", line)]
+    task_table = table.split("## Across tasks")[0]
+    rows = [line for line in task_table.splitlines() if re.match(r"\| (ppo|hard) \|", line)]
     assert [row.split("|")[1].strip() for row in rows] == ["ppo", "hard"]
     assert all("/2 |" in row for row in rows), "each row counts its two seeds"
+    assert "min-max of 2 seeds" in table and "percentile bootstrap needs >= 10 seeds" in table
+    assert "| SimpleDoorKey | (a) fewer env steps than PPO | ppo / hard |" in table
+    assert "| SimpleDoorKey | (b) student beats its teacher | hard student - hard teacher |" in table
+    per_run = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(per_run) == 4 and all(r["heldout_episodes"] == "2" for r in per_run)
     summary = list(csv.DictReader((out / "summary.csv").open()))
-    assert len(summary) == 2 and summary[1]["teacher_success"] not in ("", "None")
+    assert len(summary) == 2 and summary[1]["teacher_heldout_mean"] not in ("", "None")
+
+
+def test_sweep_resumes_only_unfinished_runs_and_refuses_changed_settings(tmp_path, capsys, inline_sweep):
+    logdir = str(tmp_path)
+    args = ["sweep", "--name", "r", "--logdir", logdir, "--teacher_episodes", "0"] + TINY[:TINY.index("--workers")]
+    small = ["--set", "num_envs=4", "num_steps=32", "eval_interval=1", "num_eval=2", "final_eval_episodes=2"]
+    assert main.main(args + small) == 0
+    index_path = tmp_path / "sweeps" / "r" / "runs.csv"
+    rows = list(csv.DictReader(index_path.open()))
+    summaries = {(r["method"], r["seed"]): Path(r["run_dir"]) / "summary.json" for r in rows}
+    stamps = {key: path.stat().st_mtime_ns for key, path in summaries.items()}
+    # A run killed before it was indexed: its row is missing, its checkpoint is there.
+    with index_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if (r["method"], r["seed"]) != ("hard", "1"))
+    capsys.readouterr()
+    assert main.main(args + small) == 0
+    assert "3 already done" in capsys.readouterr().out
+    again = list(csv.DictReader(index_path.open()))
+    assert sorted((r["method"], r["seed"]) for r in again) == sorted(summaries), "one row per run, none twice"
+    for key, path in summaries.items():
+        changed = path.stat().st_mtime_ns != stamps[key]
+        assert changed == (key == ("hard", "1")), f"only the unindexed run is redone, not {key}"
+    assert main.main(args + small[:-1] + ["final_eval_episodes=3"]) == 2
+    assert "was trained with final_eval_episodes=2" in capsys.readouterr().err
 
 
 def test_unreached_runs_are_counted_at_the_budget():
     assert steps_to_threshold(np.array([10, 20, 30]), np.array([0.2, 0.95, 1.0]), 30) == (20.0, True)
     assert steps_to_threshold(np.array([10, 20]), np.array([0.2, 0.5]), 99) == (99.0, False)
-    runs = [{"task": "T", "method": "ppo", "steps": np.array([50.0, 100.0]), "success": np.array([s, s])}
-            for s in (0.0, 0.0, 1.0)]
-    row = summarise(runs, {}, budget=100.0)[0]
-    assert row["reached"] == 1 and row["runs"] == 3 and row["censored"]
+    runs = [{"task": "T", "method": "ppo", "seed": k, "steps": np.array([50.0, 100.0]), "success": np.array([s, s]),
+             "budget": 100.0, "steps_to": 50.0 if s else 100.0, "reached": bool(s), "heldout": None}
+            for k, s in enumerate((0.0, 0.0, 1.0))]
+    row = summarise(runs)[0]
+    assert row["reached"] == 1 and row["runs"] == 3 and row["censored"] and row["median_censored"]
     assert row["median_steps"] == 100.0, "two of three never reached: the median is the budget"
+    assert row["steps_interval"].kind == "min-max of 3 seeds"
 
 
 def test_sweep_rejects_bad_settings_before_running(tmp_path, capsys):
