@@ -6,30 +6,13 @@ the teacher's action distribution to the student's, on the states the student vi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from algos.buffer import RolloutBuffer
-
-
-@dataclass
-class PPOSettings:
-    """PPO hyperparameters (defaults in ``configs/defaults.yaml``)."""
-
-    lr: float = 1e-3
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_coef: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    normalize_advantages: bool = True
+from utils.config import PPOSettings
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
@@ -54,7 +37,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
             ratio = log_ratio.exp()
 
             advantages = mb.advantages
-            if settings.normalize_advantages and advantages.numel() > 1:
+            if settings.norm_adv and advantages.numel() > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             policy_loss = torch.max(-advantages * ratio,
                                     -advantages * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)).mean()

@@ -19,14 +19,13 @@ import torch
 import envs as task_envs
 from algos.buffer import RolloutBuffer
 from algos.evaluate import EvalResult, StudentPolicy, evaluation_seeds, run_episodes
-from algos.model import ActorCritic
-from algos.ppo import PPOSettings, ppo_update
+from algos.model import ActorCritic, check_compatible
+from algos.ppo import ppo_update
 from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
-from algos.schedule import DistillationSchedule
 from envs.vector import EnvBatch
 from planners.teacher import Teacher
-from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
-from utils.config import RunConfig
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.config import NO_DISTILLATION, RunConfig
 from utils.logger import RunLogger
 
 SUCCESS_THRESHOLD = 0.9
@@ -58,21 +57,6 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def distillation_schedule(config: RunConfig) -> DistillationSchedule:
-    """The config's schedule; plain PPO (teacher none) never distils."""
-    if config.teacher == "none":
-        return DistillationSchedule(0.0, 0.0, 0.0, 0)
-    return DistillationSchedule(config.distill_initial, config.distill_decay, config.distill_floor,
-                                config.distill_off_after)
-
-
-def ppo_settings(config: RunConfig) -> PPOSettings:
-    return PPOSettings(lr=config.lr, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_coef=config.clip_coef,
-                       ent_coef=config.ent_coef, vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm,
-                       update_epochs=config.update_epochs, num_minibatches=config.num_minibatches,
-                       normalize_advantages=config.norm_adv)
-
-
 def llm_counters(teacher: Teacher | None) -> dict:
     """LLM call/cache counters of a teacher whose planner asks a live LLM; {} for other planners."""
     stats = teacher.stats() if teacher is not None else {}
@@ -98,31 +82,30 @@ class Trainer:
         self.stream = stream
         np.random.seed(seed)
         torch.manual_seed(seed)
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
-        self.device = resolve_device(config.device)
+        if config.run.torch_threads:
+            torch.set_num_threads(config.run.torch_threads)
+        self.device = resolve_device(config.run.device)
 
         checkpoint = load_checkpoint(self.run_dir / CHECKPOINT_NAME) if resume else None
         start_iteration = checkpoint["meta"].get("iteration", 0) if checkpoint else 0
         # Fresh layouts after a resume: derive the env seed from (seed, iteration).
-        self.envs = EnvBatch([task_envs.make_env(config.task) for _ in range(config.num_envs)],
+        self.envs = EnvBatch([task_envs.make_env(config.run.task) for _ in range(config.env.num_envs)],
                              seed=seed if not start_iteration else seed * 1_000_003 + start_iteration,
-                             frame_stack=config.frame_stack)
+                             frame_stack=config.env.frame_stack)
         if checkpoint:
             self._check_resumable(checkpoint)
-        self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.hidden_size,
-                                 config.recurrent, config.ego_size).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5, fused=True)
-        self.schedule = distillation_schedule(config)
+        self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.student.hidden_size,
+                                 config.student.recurrent, config.student.ego_size).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.ppo.lr, eps=1e-5, fused=True)
+        self.schedule = config.schedule if config.teacher.mode != "none" else NO_DISTILLATION
         obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype
-        self.buffer = RolloutBuffer(config.num_steps, config.num_envs, self.envs.observation_shape,
+        self.buffer = RolloutBuffer(config.ppo.num_steps, config.env.num_envs, self.envs.observation_shape,
                                     self.envs.num_actions, obs_dtype)
         self.collector = RolloutCollector(self.envs, self.model, self.device, seed, self.stop)
-        self.settings = ppo_settings(config)
         self.update_generator = torch.Generator().manual_seed(seed)
-        self.eval_seeds = evaluation_seeds(config.env_seed_list, config.num_eval, np.random.default_rng(seed + 1))
-        self.eval_pool = [task_envs.make_env(config.task) for _ in self.eval_seeds] if config.eval_interval else []
-        self.eval_policy = StudentPolicy(self.model, self.device, config.eval_deterministic, seed)
+        self.eval_seeds = evaluation_seeds(config.run.env_seed_list, config.eval.num_eval, np.random.default_rng(seed + 1))
+        self.eval_pool = [task_envs.make_env(config.run.task) for _ in self.eval_seeds] if config.eval.eval_interval else []
+        self.eval_policy = StudentPolicy(self.model, self.device, config.eval.eval_deterministic, seed)
 
         if self.teacher is not None and self.schedule.coef(start_iteration) > 0:
             # Ask about the first observations now: a teacher that cannot answer (LLM down, garbage) fails
@@ -139,10 +122,10 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------------------
     def _check_resumable(self, checkpoint: dict) -> None:
         path = self.run_dir / CHECKPOINT_NAME
-        check_compatible(checkpoint["meta"], self.config.task, self.envs.observation_shape, self.envs.num_actions, path)
+        check_compatible(checkpoint["meta"], self.config.run.task, self.envs.observation_shape, self.envs.num_actions, path)
         saved = checkpoint["meta"].get("model_config", {})
-        wanted = {"hidden_size": self.config.hidden_size, "recurrent": self.config.recurrent,
-                  "ego_size": self.config.ego_size if len(self.envs.observation_shape) == 3 else 0}
+        wanted = {"hidden_size": self.config.student.hidden_size, "recurrent": self.config.student.recurrent,
+                  "ego_size": self.config.student.ego_size if len(self.envs.observation_shape) == 3 else 0}
         different = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
         if different:
             raise CheckpointError(f"{path} was made with a different network (saved vs now: {different}); "
@@ -166,9 +149,10 @@ class Trainer:
 
     def save(self) -> None:
         """Write ``acmodel.pt`` atomically with everything needed to resume."""
-        meta = {"task": self.config.task, "seed": self.seed, "iteration": self.iteration,
-                "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher,
-                "planner": self.config.planner, "frame_stack": self.config.frame_stack}
+        meta = {"task": self.config.run.task, "seed": self.seed, "iteration": self.iteration,
+                "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher.mode,
+                "planner": self.config.teacher.planner, "frame_stack": self.config.env.frame_stack,
+                "settings": self.config.to_json()}
         trainer_state = {
             "iteration": self.iteration, "env_steps": self.env_steps, "steps_to_threshold": self.steps_to_threshold,
             "wall_seconds": self.wall_offset + time.perf_counter() - self.start_time,
@@ -188,7 +172,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps({**config.to_json(), "seed": self.seed}, indent=2))
         # purge_step drops events an interrupted run logged after its last checkpoint, so curves continue.
-        self.logger = RunLogger(self.run_dir, f"{config.task} seed {self.seed}", self.stream,
+        self.logger = RunLogger(self.run_dir, f"{config.run.task} seed {self.seed}", self.stream,
                                 purge_step=self.env_steps + 1 if resumed else None)
         curve = self.run_dir / "eval_curve.csv"
         if resumed:
@@ -198,13 +182,13 @@ class Trainer:
                 csv.writer(handle).writerow(CURVE_FIELDS)
         self.logger.line(("resuming at iteration %d (%s env steps); " % (self.iteration, f"{self.env_steps:,}")
                           if resumed else "") +
-                         f"training {config.n_itr} iterations x {config.num_envs * config.num_steps} env steps, "
-                         f"teacher={config.teacher}, planner={config.planner}, device={self.device}, "
+                         f"training {config.ppo.n_itr} iterations x {config.env.num_envs * config.ppo.num_steps} env steps, "
+                         f"teacher={config.teacher.mode}, planner={config.teacher.planner}, device={self.device}, "
                          f"run dir {self.run_dir}")
         steps_at_start = self.env_steps
         recent: list = []
         try:
-            while self.iteration < config.n_itr:
+            while self.iteration < config.ppo.n_itr:
                 recent = self._iterate(recent, curve)
         except TrainingInterrupted:
             self.save()
@@ -245,25 +229,25 @@ class Trainer:
     def _iterate(self, recent: list, curve: Path) -> list:
         config = self.config
         coef = self.schedule.coef(self.iteration)
-        stats = self.collector.collect(self.buffer, config.gamma, config.gae_lambda,
+        stats = self.collector.collect(self.buffer, config.ppo.gamma, config.ppo.gae_lambda,
                                        self.teacher if coef > 0 else None)
         update_start = time.perf_counter()
-        losses = ppo_update(self.model, self.optimizer, self.buffer, self.settings, coef, self.update_generator)
+        losses = ppo_update(self.model, self.optimizer, self.buffer, config.ppo, coef, self.update_generator)
         seconds = stats.total_seconds + time.perf_counter() - update_start
         self.iteration_seconds.append(seconds)
         self.iteration += 1
-        self.env_steps += config.num_envs * config.num_steps
-        sps = config.num_envs * config.num_steps / seconds
+        self.env_steps += config.env.num_envs * config.ppo.num_steps
+        sps = config.env.num_envs * config.ppo.num_steps / seconds
         recent = (recent + stats.episodes)[-100:]
         self._log_iteration(stats, losses, coef, sps, seconds)
 
-        last = self.iteration == config.n_itr
-        if config.eval_interval and (self.iteration % config.eval_interval == 0 or last):
+        last = self.iteration == config.ppo.n_itr
+        if config.eval.eval_interval and (self.iteration % config.eval.eval_interval == 0 or last):
             self._evaluate(curve)
-        if last or (config.save_interval and self.iteration % config.save_interval == 0):
+        if last or (config.eval.save_interval and self.iteration % config.eval.save_interval == 0):
             self.save()
-        if self.iteration % max(config.log_interval, 1) == 0 or last:
-            self.logger.line(_progress_line(self.iteration, config.n_itr, self.env_steps, sps, recent, coef, losses,
+        if self.iteration % max(config.eval.log_interval, 1) == 0 or last:
+            self.logger.line(_progress_line(self.iteration, config.ppo.n_itr, self.env_steps, sps, recent, coef, losses,
                                             self.last_eval))
         return recent
 
@@ -283,7 +267,7 @@ class Trainer:
         self.logger.scalars(scalars, self.env_steps)
 
     def _evaluate(self, curve: Path) -> None:
-        result = run_episodes(self.config.task, self.eval_seeds, self.eval_policy, self.config.frame_stack,
+        result = run_episodes(self.config.run.task, self.eval_seeds, self.eval_policy, self.config.env.frame_stack,
                               env_pool=self.eval_pool)
         self.last_eval = result
         self.logger.scalars({"eval/success_rate": result.success_rate, "eval/episodic_return": result.mean_return,

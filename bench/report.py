@@ -155,7 +155,8 @@ def markdown_table(rows: list[dict], task: str) -> str:
 def _run_settings(runs: list[dict], task: str) -> str:
     """The settings that shape the curves, read from one run's config.json."""
     run = next(r for r in runs if r["task"] == task and r["method"] != "ppo")
-    config = json.loads((Path(run["run_dir"]) / "config.json").read_text())
+    from utils.config import RunConfig
+    config = RunConfig.from_json(json.loads((Path(run["run_dir"]) / "config.json").read_text())).flat()
     return (f"{config['num_envs']} envs x {config['num_steps']} steps per iteration, evaluation every "
             f"{config['eval_interval']} iterations on {config['num_eval']} fixed layouts (sampled actions), "
             f"distillation {config['distill_initial']} - {config['distill_decay']}/update to "

@@ -205,20 +205,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_settings(pairs: list[str]) -> dict:
-    """``["eval_interval=2", "lr=0.002"]`` -> typed values (int, float, bool or text)."""
+    """``["eval_interval=2", "lr=0.002"]`` -> values typed by the settings' declarations."""
+    from utils.config import parse_value
     values = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got '{pair}'")
-        for cast in (int, float):
-            try:
-                values[key] = cast(text)
-                break
-            except ValueError:
-                continue
-        else:
-            values[key] = {"true": True, "false": False}.get(text.lower(), text)
+        values[key] = parse_value(key, text)
     return values
 
 

@@ -40,7 +40,7 @@ def env_steps_per_second(task: str, num_envs: int, steps: int, seed: int = 0) ->
 def teacher_steps_per_second(config, num_envs: int, steps: int, seed: int = 0) -> float:
     """Observations labelled per second by the teacher, on episodes it plays itself."""
     from planners.factory import build_teacher
-    batch = EnvBatch([task_envs.make_env(config.task) for _ in range(num_envs)], seed=seed)
+    batch = EnvBatch([task_envs.make_env(config.run.task) for _ in range(num_envs)], seed=seed)
     teacher = build_teacher(config, num_envs, seed)
     rng = np.random.default_rng(seed)
     obs, spent = batch.obs.copy(), 0.0
@@ -65,7 +65,7 @@ def train_steps_per_second(config, iterations: int, seed: int = 0) -> float:
             trainer = Trainer(config, seed, folder, teacher=build_training_teacher(config, seed), stream=quiet)
             trainer.run()
     timed = trainer.iteration_seconds[1:]  # the first iteration pays torch's first-call costs
-    return len(timed) * config.num_envs * config.num_steps / sum(timed)
+    return len(timed) * config.env.num_envs * config.ppo.num_steps / sum(timed)
 
 
 def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int, planner: str,

@@ -33,8 +33,8 @@ def test_train_then_eval_student_and_teacher(tmp_path, capsys):
     assert checkpoint["meta"]["task"] == "SimpleDoorKey" and checkpoint["meta"]["env_steps"] == 2 * 4 * 80
     json.dumps(checkpoint["meta"])  # metadata is plain JSON
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["task"] == "SimpleDoorKey" and config["n_itr"] == 2 and config["teacher"] == "hard"
-    assert config["num_envs"] == 4 and config["seed"] == 0
+    assert config["run"]["task"] == "SimpleDoorKey" and config["ppo"]["n_itr"] == 2 and config["teacher"]["mode"] == "hard"
+    assert config["env"]["num_envs"] == 4 and config["seed"] == 0
     rows = list(csv.DictReader((run_dir / "eval_curve.csv").open()))
     assert [int(r["env_steps"]) for r in rows] == [320, 640]
     assert list(run_dir.glob("events.out.tfevents.*"))
@@ -75,7 +75,7 @@ def test_training_variants_run(tmp_path, capsys, extra):
     assert code == 0
     config = json.loads((tmp_path / "ppo" / "coloreddoorkey" / "v" / "config.json").read_text())
     if "--soft_planner" in extra:
-        assert config["teacher"] == "soft" and config["soft_planner"]
+        assert config["teacher"]["mode"] == "soft"
     if "--recurrent" in extra:
         code, out, _ = run(["eval", "--task", "ColoredDoorKey", "--loaddir", "v", "--logdir", str(tmp_path),
                             "--num_eval", "2", "--num_videos", "0"], capsys)
