@@ -139,7 +139,10 @@ def eval_command(config: RunConfig) -> int:
     summaries = {}
     for name, checkpoint in targets:
         policy, frame_stack, what = _eval_policy(config, checkpoint, len(seeds))
-        result = run_episodes(config.run.task, seeds, policy, frame_stack, num_videos=config.eval.num_videos)
+        try:
+            result = run_episodes(config.run.task, seeds, policy, frame_stack, num_videos=config.eval.num_videos)
+        finally:
+            policy.close()
         label = "teacher" if checkpoint is None else ("student" if len(targets) == 1 else f"student_{name}")
         gif = save_gif(result.videos, out_dir / f"{label}.gif")
         summary = {**result.summary(), "evaluated": what, "task": config.run.task, "env_seeds": seeds,

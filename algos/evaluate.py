@@ -72,6 +72,9 @@ class StudentPolicy:
         probs = torch.softmax(logits.float().cpu(), -1)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1).numpy()
 
+    def close(self) -> None:
+        """Nothing to release (the same interface as :class:`TeacherPolicy`)."""
+
 
 class TeacherPolicy:
     """Acts with the teacher alone (no student): samples from its action distribution."""
@@ -91,6 +94,10 @@ class TeacherPolicy:
         cumulative = probs.cumsum(-1)
         draws = self.rng.random((len(probs), 1)) * cumulative[:, -1:]
         return (draws > cumulative).sum(-1).clip(max=probs.shape[1] - 1)
+
+    def close(self) -> None:
+        """Release the teacher (its LLM client and answer cache)."""
+        self.teacher.close()
 
 
 def run_episodes(task: str, seeds: list[int | None], policy, frame_stack: int = 1, num_videos: int = 0,

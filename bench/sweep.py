@@ -179,7 +179,10 @@ def measure_teachers(tasks, methods, logdir: str, name: str, episodes: int, llm_
                                              **({"llm_url": llm_url} if method == "llm" else {})})
                 seeds = list(range(10_000, 10_000 + episodes))  # layouts the training evals do not use
                 policy = TeacherPolicy(build_teacher(config, len(seeds), 0), seed=0)
-                result = run_episodes(task, seeds, policy)
+                try:
+                    result = run_episodes(task, seeds, policy)
+                finally:
+                    policy.close()
                 writer.writerow([task, method, episodes, f"{result.success_rate:.4f}",
                                  f"{result.mean_return:.4f}", f"{np.mean(result.lengths):.2f}"])
                 handle.flush()

@@ -44,15 +44,20 @@ def teacher_steps_per_second(config, num_envs: int, steps: int, seed: int = 0) -
     teacher = build_teacher(config, num_envs, seed)
     rng = np.random.default_rng(seed)
     obs, spent = batch.obs.copy(), 0.0
-    for _ in range(steps):
-        start = time.perf_counter()
-        probs = teacher.action_probs(obs)
-        spent += time.perf_counter() - start
-        cumulative = probs.cumsum(1)
-        actions = (rng.random((num_envs, 1)) * cumulative[:, -1:] > cumulative).sum(1).clip(max=probs.shape[1] - 1)
-        obs, _, _, finished = batch.step(actions)
-        for episode in finished:
-            teacher.reset(episode.env_index)
+    try:
+        for _ in range(steps):
+            start = time.perf_counter()
+            probs = teacher.action_probs(obs)
+            spent += time.perf_counter() - start
+            cumulative = probs.cumsum(1)
+            draws = rng.random((num_envs, 1)) * cumulative[:, -1:]
+            actions = (draws > cumulative).sum(1).clip(max=probs.shape[1] - 1)
+            obs, _, _, finished = batch.step(actions)
+            for episode in finished:
+                teacher.reset(episode.env_index)
+    finally:
+        teacher.close()
+        batch.close()
     return steps * num_envs / spent
 
 

@@ -108,3 +108,18 @@ def test_overwrite_starts_the_run_over(tmp_path, capsys):
     run_dir = tmp_path / "ppo" / "simpledoorkey" / "o"
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1, "the old run's events are gone"
     assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 1
+
+
+def test_eval_teacher_closes_the_teacher_even_when_an_episode_fails(tmp_path, monkeypatch):
+    from planners.teacher import PlanTeacher
+    closed = []
+    monkeypatch.setattr(PlanTeacher, "close", lambda self: closed.append(self))
+    args = ["eval", "--eval_teacher", "--num_eval", "2", "--num_videos", "0", "--logdir", str(tmp_path)]
+    assert main.main(args) == 0 and len(closed) == 1
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("episode failed")
+    monkeypatch.setattr("algos.evaluate.run_episodes", broken)
+    with pytest.raises(RuntimeError):
+        main.main(args)
+    assert len(closed) == 2
