@@ -21,6 +21,7 @@ from algos.buffer import RolloutBuffer
 from algos.evaluate import EvalResult, StudentPolicy, evaluation_seeds, run_episodes
 from algos.model import ActorCritic, check_compatible
 from algos.ppo import ppo_update
+from algos.pipeline import RolloutPipeline
 from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
 from envs.vector import EnvBatch
 from planners.teacher import Teacher
@@ -57,9 +58,9 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def llm_counters(teacher: Teacher | None) -> dict:
-    """LLM call/cache counters of a teacher whose planner asks a live LLM; {} for other planners."""
-    stats = teacher.stats() if teacher is not None else {}
+def llm_counters(stats: dict | None) -> dict:
+    """LLM call/cache counters from a teacher's stats when its planner asks a live LLM; {} otherwise."""
+    stats = stats or {}
     if "llm_calls" not in stats:
         return {}
     return {"llm_calls": stats["llm_calls"], "cache_hits": stats["cache_hits"],
@@ -99,9 +100,13 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.ppo.lr, eps=1e-5, fused=True)
         self.schedule = config.schedule if config.teacher.mode != "none" else NO_DISTILLATION
         obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype
-        self.buffer = RolloutBuffer(config.ppo.num_steps, config.env.num_envs, self.envs.observation_shape,
-                                    self.envs.num_actions, obs_dtype)
         self.collector = RolloutCollector(self.envs, self.model, self.device, seed, self.stop)
+        self.pipeline = RolloutPipeline(
+            self.collector, self.model,
+            lambda: RolloutBuffer(config.ppo.num_steps, config.env.num_envs, self.envs.observation_shape,
+                                  self.envs.num_actions, obs_dtype),
+            lambda iteration: self.teacher if self.schedule.coef(iteration) > 0 else None,
+            config.ppo.gamma, config.ppo.gae_lambda, config.ppo.policy_lag, config.ppo.n_itr)
         self.update_generator = torch.Generator().manual_seed(seed)
         self.eval_seeds = evaluation_seeds(config.run.env_seed_list, config.eval.num_eval, np.random.default_rng(seed + 1))
         self.eval_pool = [task_envs.make_env(config.run.task) for _ in self.eval_seeds] if config.eval.eval_interval else []
@@ -112,7 +117,7 @@ class Trainer:
             # here, before anything is written into the run folder.
             self.teacher.action_probs(self.envs.frames.latest())
         self.iteration, self.env_steps = 0, 0
-        self.iteration_seconds: list[float] = []  # collection + update time of each iteration of this process
+        self.iteration_seconds: list[float] = []  # rollout + update wall time of each iteration of this process
         self.steps_to_threshold: int | None = None
         self.last_eval: EvalResult | None = None
         self.wall_offset = 0.0
@@ -149,6 +154,7 @@ class Trainer:
 
     def save(self) -> None:
         """Write ``acmodel.pt`` atomically with everything needed to resume."""
+        self.pipeline.wait()  # the teacher and the sampling generator are not in use while they are saved
         meta = {"task": self.config.run.task, "seed": self.seed, "iteration": self.iteration,
                 "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher.mode,
                 "planner": self.config.teacher.planner, "frame_stack": self.config.env.frame_stack,
@@ -204,7 +210,8 @@ class Trainer:
             self.close()
 
     def _finish(self, steps_at_start: int) -> TrainResult:
-        counters = llm_counters(self.teacher)
+        self.pipeline.wait()
+        counters = llm_counters(self.teacher.stats() if self.teacher else None)
         if counters:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
                              f"answered from the cache, {counters['cache_misses']} asked live, "
@@ -219,7 +226,8 @@ class Trainer:
         return result
 
     def close(self) -> None:
-        """Release the logger, the envs and the teacher (its LLM cache and HTTP client)."""
+        """Release the rollout thread, the logger, the envs and the teacher (its LLM cache and HTTP client)."""
+        self.pipeline.close()
         if getattr(self, "logger", None) is not None:
             self.logger.close()
         self.envs.close()
@@ -229,11 +237,10 @@ class Trainer:
     def _iterate(self, recent: list, curve: Path) -> list:
         config = self.config
         coef = self.schedule.coef(self.iteration)
-        stats = self.collector.collect(self.buffer, config.ppo.gamma, config.ppo.gae_lambda,
-                                       self.teacher if coef > 0 else None)
-        update_start = time.perf_counter()
-        losses = ppo_update(self.model, self.optimizer, self.buffer, config.ppo, coef, self.update_generator)
-        seconds = stats.total_seconds + time.perf_counter() - update_start
+        start = time.perf_counter()
+        buffer, stats = self.pipeline.get(self.iteration)
+        losses = ppo_update(self.model, self.optimizer, buffer, config.ppo, coef, self.update_generator)
+        seconds = time.perf_counter() - start
         self.iteration_seconds.append(seconds)
         self.iteration += 1
         self.env_steps += config.env.num_envs * config.ppo.num_steps
@@ -258,10 +265,10 @@ class Trainer:
             scalars.update({"charts/episodic_return": np.mean([e.episode_return for e in stats.episodes]),
                             "charts/episodic_length": np.mean([e.length for e in stats.episodes]),
                             "charts/success_rate": np.mean([e.success for e in stats.episodes])})
-        if self.teacher is not None:
-            teacher_stats = self.teacher.stats()
+        if stats.teacher_stats is not None:  # counters as the rollout ended (the next one may be running)
+            teacher_stats = stats.teacher_stats
             scalars.update({"teacher/fallbacks": teacher_stats["fallbacks"], "teacher/replans": teacher_stats["replans"]})
-            scalars.update({f"teacher/{k}": v for k, v in llm_counters(self.teacher).items()})
+            scalars.update({f"teacher/{k}": v for k, v in llm_counters(teacher_stats).items()})
             if stats.agreement is not None:
                 scalars["teacher/agreement"] = stats.agreement
         self.logger.scalars(scalars, self.env_steps)

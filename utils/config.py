@@ -115,6 +115,9 @@ class PPOSettings:
                                    min=1, max=100_000)
     norm_adv: bool = setting(True, "normalise advantages per minibatch (with sparse rewards and no success yet "
                                    "this turns value noise into unit-size policy gradients)")
+    policy_lag: int = setting(0, "1 = collect the next rollout in a background thread, with the weights from "
+                                 "before the current update, while the update runs (PPO's ratio corrects for "
+                                 "the lag); 0 = collect, then update", min=0, max=1)
 
 
 @dataclass
