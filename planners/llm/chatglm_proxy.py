@@ -441,7 +441,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="OpenAI-compatible proxy for Zhipu GLM models.")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; anything but loopback prints a warning")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model used when a request names none")
     parser.add_argument("--upstream_base_url", default=None,
                         help=f"GLM API base URL (default: ${BASE_URL_ENV} or the SDK's own)")
@@ -454,7 +454,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="largest n a request may ask for (each choice is one paid upstream call)")
     parser.add_argument("--api_key_env", default=None, metavar="NAME",
                         help="require clients to send 'Authorization: Bearer <value of $NAME>'")
-    parser.add_argument("--log_level", default="info")
+    parser.add_argument("--log_level", default="info",
+                        help="debug, info, warning or error (keys are masked in every record)")
     return parser.parse_args(argv)
 
 
