@@ -178,6 +178,12 @@ def test_invalid_request_gets_openai_error_shape(proxy, upstream):
     assert len(upstream.log) == 0
 
 
+def test_body_that_is_not_a_json_object_says_what_to_send(proxy, upstream):
+    reply = httpx.post(f"{proxy}/v1/chat/completions", content=b'{"messages": []}')  # no content type
+    assert reply.status_code == 400 and "Content-Type: application/json" in reply.json()["error"]["message"]
+    assert len(upstream.log) == 0
+
+
 def test_unreachable_upstream_is_502():
     factory = make_zhipu_client_factory(KEY, base_url=f"http://127.0.0.1:{free_port()}/api/paas/v4",
                                         timeout=2.0, max_retries=0)

@@ -276,6 +276,8 @@ def create_app(
         details = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
         first = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
+        if any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            details += " (send a JSON object with Content-Type: application/json)"
         return error_response(_bad_request(".".join(first) or None,
                                            f"invalid request: {clip(details, hidden)}"))
 
