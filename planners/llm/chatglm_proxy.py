@@ -42,120 +42,21 @@ from typing import Any, Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from planners.llm.chatglm_stream import ProxyError, finish_reason, merged_stream, until_disconnect
+from planners.llm.chatglm_errors import ProxyError
+from planners.llm.chatglm_request import ChatRequest, bad_request, upstream_arguments
+from planners.llm.chatglm_stream import finish_reason, merged_stream, until_disconnect
 from planners.llm.redact import clip, redact
 
-__all__ = ["create_app", "make_zhipu_client_factory", "main", "ProxyError", "UpstreamError",
-           "translate_upstream_error", "MaskingFormatter"]
+__all__ = ["create_app", "make_zhipu_client_factory", "main", "ProxyError", "translate_upstream_error",
+           "MaskingFormatter"]
 
 log = logging.getLogger("chatglm_api")
 
 DEFAULT_MODEL = "glm-4-flash"
-DEFAULT_MAX_N = 10
 API_KEY_ENV = "ZHIPUAI_API_KEY"
 BASE_URL_ENV = "ZHIPUAI_BASE_URL"
 LOOPBACK_NAMES = {"localhost"}
-
-UpstreamError = ProxyError  # the older name, kept for importers
-
-# Parameters the GLM API has no use for, accepted only at the value that means "off".
-_NEUTRAL = {"frequency_penalty": 0, "presence_penalty": 0, "logprobs": False}
-
-
-class ChatMessage(BaseModel):
-    """One chat turn; ``content`` is a string or a list of ``{"type": "text", "text": ...}`` parts."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    role: str
-    content: str | list[dict[str, Any]]
-
-
-class StreamOptions(BaseModel):
-    """OpenAI's ``stream_options``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    include_usage: bool = False
-
-
-class ChatRequest(BaseModel):
-    """An OpenAI chat-completions request; unknown fields are kept so they can be refused by name."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
-    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
-    n: int = Field(default=1, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-
-
-def _bad_request(param: str, message: str) -> ProxyError:
-    return ProxyError(400, "invalid_request_error", message, "invalid_request", param=param)
-
-
-def _message_text(message: ChatMessage, index: int) -> str:
-    """The message's text; list content must be text parts only."""
-    if isinstance(message.content, str):
-        return message.content
-    texts = []
-    for number, part in enumerate(message.content):
-        where = f"messages[{index}].content[{number}]"
-        kind = part.get("type")
-        if kind != "text":
-            raise _bad_request(where, f"{where}: content part of type {kind!r} is not supported; "
-                                      "this proxy forwards text parts only")
-        if not isinstance(part.get("text"), str) or set(part) - {"type", "text"}:
-            raise _bad_request(where, f"{where}: a text part must be {{\"type\": \"text\", \"text\": <string>}}")
-        texts.append(part["text"])
-    return "\n".join(texts)
-
-
-def upstream_arguments(request: ChatRequest, default_model: str, max_n: int) -> dict[str, Any]:
-    """The keyword arguments for ``zhipuai``'s ``chat.completions.create`` (without ``seed``/``stream``).
-
-    Raises:
-        ProxyError: (400) naming the parameter that cannot be forwarded.
-    """
-    unknown = sorted(name for name, value in (request.model_extra or {}).items()
-                     if value is not None and not (name in _NEUTRAL and value == _NEUTRAL[name]))
-    if unknown:
-        raise _bad_request(unknown[0], f"parameter(s) {', '.join(unknown)} not supported by this proxy "
-                                       "(the GLM API has no equivalent); remove them")
-    if request.n > max_n:
-        raise _bad_request("n", f"n={request.n} is above this proxy's limit of {max_n} (--max_n); "
-                                "each choice is one paid GLM call")
-    if request.stream_options is not None and not request.stream:
-        raise _bad_request("stream_options", "stream_options is only allowed with stream: true")
-    kwargs: dict[str, Any] = {
-        "model": request.model or default_model,
-        "messages": [{"role": m.role, "content": _message_text(m, i)} for i, m in enumerate(request.messages)],
-    }
-    for name in ("temperature", "top_p"):
-        if getattr(request, name) is not None:
-            kwargs[name] = getattr(request, name)
-    limits = {request.max_tokens, request.max_completion_tokens} - {None}
-    if len(limits) > 1:
-        raise _bad_request("max_completion_tokens", "max_tokens and max_completion_tokens disagree; send one")
-    if limits:
-        kwargs["max_tokens"] = limits.pop()
-    if request.stop is not None:
-        stop = [request.stop] if isinstance(request.stop, str) else list(request.stop)
-        if len(stop) > 1:
-            raise _bad_request("stop", f"stop has {len(stop)} sequences; the GLM API takes a single stop word")
-        if stop:
-            kwargs["stop"] = stop
-    return kwargs
-
 
 def translate_upstream_error(exc: Exception, secrets: list[str | None] | str | None = None) -> ProxyError:
     """Map a ``zhipuai`` SDK exception to the HTTP error this server returns, with secrets masked."""
@@ -223,7 +124,7 @@ def create_app(
     client_factory: Callable[[], Any],
     default_model: str = DEFAULT_MODEL,
     max_parallel: int = 4,
-    max_n: int = DEFAULT_MAX_N,
+    max_n: int = 10,
     client_token: str | None = None,
     client_token_env: str | None = None,
     stream_timeout: float = 120.0,
@@ -278,7 +179,7 @@ def create_app(
         first = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
         if any(tuple(e.get("loc", ())) == ("body",) for e in errors):
             details += " (send a JSON object with Content-Type: application/json)"
-        return error_response(_bad_request(".".join(first) or None,
+        return error_response(bad_request(".".join(first) or None,
                                            f"invalid request: {clip(details, hidden)}"))
 
     @app.get("/v1/models")
@@ -452,7 +353,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upstream_retries", type=int, default=0, help="retries inside the zhipuai SDK")
     parser.add_argument("--max_parallel", type=_positive(int, "--max_parallel"), default=4,
                         help="parallel upstream calls per request")
-    parser.add_argument("--max_n", type=_positive(int, "--max_n"), default=DEFAULT_MAX_N,
+    parser.add_argument("--max_n", type=_positive(int, "--max_n"), default=10,
                         help="largest n a request may ask for (each choice is one paid upstream call)")
     parser.add_argument("--api_key_env", default=None, metavar="NAME",
                         help="require clients to send 'Authorization: Bearer <value of $NAME>'")

@@ -26,31 +26,14 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import anyio.to_thread
 
-__all__ = ["ProxyError", "sse_event", "merged_stream", "finish_reason", "until_disconnect"]
+from planners.llm.chatglm_errors import ProxyError
+
+__all__ = ["sse_event", "merged_stream", "finish_reason", "until_disconnect"]
 
 log = logging.getLogger("chatglm_api")
 
 _QUEUE_SIZE = 64
 _POLL = 0.1  # seconds between checks of the stop flag while blocked on the queue
-
-
-class ProxyError(Exception):
-    """A failure already translated into an HTTP status and OpenAI error fields."""
-
-    def __init__(self, status: int, err_type: str, message: str, code: str | None = None,
-                 retry_after: str | None = None, param: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.err_type = err_type
-        self.message = message
-        self.code = code
-        self.retry_after = retry_after
-        self.param = param
-
-    def body(self) -> dict:
-        """The OpenAI error object for this failure."""
-        return {"error": {"message": self.message, "type": self.err_type, "param": self.param,
-                          "code": self.code}}
 
 
 def finish_reason(value: str | None) -> str | None:
