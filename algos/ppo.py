@@ -15,9 +15,10 @@ from algos.buffer import RolloutBuffer
 from utils.config import PPOSettings
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy from the teacher's distribution to the student's, averaged over states."""
-    return -(teacher_probs * F.log_softmax(student_logits, dim=-1)).sum(-1).mean()
+def distillation_loss(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the teacher's distribution to the student's (given as log-softmax), averaged over
+    states."""
+    return -(teacher_probs * student_log_probs).sum(-1).mean()
 
 
 def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: RolloutBuffer,
@@ -45,7 +46,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
             value_loss = 0.5 * torch.max((values - mb.returns) ** 2, (values_clipped - mb.returns) ** 2).mean()
 
             loss = policy_loss + settings.vf_coef * value_loss - settings.ent_coef * entropy
-            distill = distillation_loss(logits, mb.teacher_probs) if distill_coef > 0 else None
+            distill = distillation_loss(log_probs, mb.teacher_probs) if distill_coef > 0 else None
             if distill is not None:
                 loss = loss + distill_coef * distill
 

@@ -107,14 +107,14 @@ def test_distillation_gradient_pulls_the_student_towards_the_teacher():
     teacher = torch.zeros(5, 7)
     teacher[:, 3] = 0.8
     teacher[:, 2] = 0.2
-    loss = distillation_loss(logits, teacher)
+    loss = distillation_loss(torch.log_softmax(logits, -1), teacher)
     loss.backward()
     assert loss.item() == pytest.approx(np.log(7), rel=1e-6)
     assert (logits.grad[:, 3] < 0).all() and (logits.grad[:, 2] < 0).all(), "descent raises the teacher's actions"
     assert (logits.grad[:, [0, 1, 4, 5, 6]] > 0).all(), "and lowers the others"
     stepped = (logits - 1.0 * logits.grad).detach()
     before, after = torch.softmax(logits.detach(), -1)[:, 3], torch.softmax(stepped, -1)[:, 3]
-    assert (after > before).all() and distillation_loss(stepped, teacher) < loss
+    assert (after > before).all() and distillation_loss(torch.log_softmax(stepped, -1), teacher) < loss
 
 
 def test_ppo_update_with_distillation_moves_the_policy_to_the_teacher():
