@@ -1,6 +1,7 @@
 """LLM4Teach command line: ``python main.py train|eval [flags]`` (``--help`` on each lists every flag)."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -9,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from utils.cli import build_parser, cli_values
+from utils.cli import SECTION_TITLES, add_config_flags, cli_values
 from utils.config import ConfigError, RunConfig, build_config
 
 USAGE_ERROR = 2
@@ -19,28 +20,69 @@ class UsageError(Exception):
     """Bad input from the user: reported in one line, exit code 2."""
 
 
+EVAL_SECTIONS = ("run", "teacher", "llm", "eval")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``main.py`` parser: train and eval (flags generated from the settings tree), cache, bench, sweep, report."""
+    from bench import report, sweep, throughput
+    parser = argparse.ArgumentParser(
+        prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,bench,sweep,report}")
+    train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
+                                description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
+                                            "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
+    add_config_flags(train, tuple(SECTION_TITLES))
+    evaluate = commands.add_parser("eval", help="evaluate a trained student, or the teacher alone",
+                                   description="Evaluate a student (--loaddir) or the teacher alone "
+                                               "(--eval_teacher); prints mean return, mean length and success "
+                                               "rate and writes results JSON and a GIF into --savedir.")
+    add_config_flags(evaluate, EVAL_SECTIONS)
+    cache = commands.add_parser("cache", help="export/import the LLM answer cache as recorded-plans JSON",
+                                description="Share or replay a live LLM's answers: 'export' writes the cached "
+                                            "answers of a task in the recorded-plans format (usable with "
+                                            "--planner recorded --recorded_plans FILE); 'import' pre-fills a "
+                                            "cache from such a file so --planner llm replays it without calls.")
+    cache.add_argument("action", choices=("export", "import"), help="direction")
+    cache.add_argument("--task", default="SimpleDoorKey", help="task whose sentences are exported/imported")
+    cache.add_argument("--cache", required=True, help="answer cache file (SQLite), e.g. log/llm_cache.sqlite")
+    cache.add_argument("--json", required=True, help="recorded-plans JSON file to write or read")
+    cache.add_argument("--table", default=None, help="import: table of the JSON file (default: the task's)")
+    cache.add_argument("--llm_model", default=None, help="model the answers belong to (default from configs)")
+    cache.add_argument("--llm_temperature", type=float, default=None, help="sampling temperature of the answers")
+    cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
+    cache.add_argument("--all_settings", action="store_true",
+                       help="export: include answers of every model/prompt/sampling setting")
+    for name, module, help_text in (("bench", throughput, "throughput: env, teacher and training loop steps/s"),
+                                    ("sweep", sweep, "tasks x methods x seeds under a step budget, in parallel"),
+                                    ("report", report, "figures and tables from a sweep")):
+        sub = commands.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(sub)
+    return parser
+
+
 def task_dir(config: RunConfig) -> Path:
-    return Path(config.logdir) / "ppo" / config.task.lower()
+    return Path(config.run.logdir) / "ppo" / config.run.task.lower()
 
 
 def train_command(config: RunConfig, argv: list[str]) -> int:
     from algos.rollout import StopFlag, TrainingInterrupted
     from algos.trainer import CHECKPOINT_NAME, train_run
     from planners.factory import build_training_teacher
-    if not config.savedir:
+    if not config.run.savedir:
         raise UsageError(f"train needs --savedir NAME (the run is written to {task_dir(config)}/NAME)")
-    if config.resume and config.overwrite:
+    if config.run.resume and config.run.overwrite:
         raise UsageError("--resume continues a run and --overwrite starts it over: pass only one")
-    base = task_dir(config) / config.savedir
-    seeds = config.seed_list
+    base = task_dir(config) / config.run.savedir
+    seeds = config.run.seed_list
     run_dirs = [base] if len(seeds) == 1 else [base / f"seed{s}" for s in seeds]
     for run_dir in run_dirs:
-        if config.resume and not (run_dir / CHECKPOINT_NAME).exists():
+        if config.run.resume and not (run_dir / CHECKPOINT_NAME).exists():
             raise UsageError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}")
-        if not config.resume and not config.overwrite and (run_dir / "config.json").exists():
+        if not config.run.resume and not config.run.overwrite and (run_dir / "config.json").exists():
             raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to start "
                              f"over, or choose another --savedir")
-    if config.overwrite:
+    if config.run.overwrite:
         for run_dir in run_dirs:  # start over: the old run's curves would otherwise mix with the new ones
             for old in [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json", run_dir / CHECKPOINT_NAME]:
                 old.unlink(missing_ok=True)
@@ -50,7 +92,7 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
         for seed, run_dir in zip(seeds, run_dirs):
             try:
                 teacher = build_training_teacher(config, seed)
-                results.append(train_run(config, seed, run_dir, teacher, resume=config.resume and run_dir.exists(),
+                results.append(train_run(config, seed, run_dir, teacher, resume=config.run.resume and run_dir.exists(),
                                          stop=stop))
             except TrainingInterrupted:
                 command = " ".join(["python main.py"] + [a for a in argv if a != "--overwrite"] +
@@ -92,36 +134,39 @@ def eval_command(config: RunConfig) -> int:
     import numpy as np
     from algos.evaluate import evaluation_seeds, heldout_seeds, heldout_summary, run_episodes
     from utils.video import save_gif
-    if not config.eval_teacher and not config.loaddir:
+    if not config.eval.eval_teacher and not config.run.loaddir:
         raise UsageError("eval needs --loaddir NAME (a trained run) or --eval_teacher (the teacher alone)")
-    out_dir = task_dir(config) / (config.savedir or "eval")
-    seeds = evaluation_seeds(config.env_seed_list, config.num_eval, np.random.default_rng())
-    if config.heldout:
-        if not config.final_eval_episodes:
+    out_dir = task_dir(config) / (config.run.savedir or "eval")
+    seeds = evaluation_seeds(config.run.env_seed_list, config.eval.num_eval, np.random.default_rng())
+    if config.eval.heldout:
+        if not config.eval.final_eval_episodes:
             raise UsageError("--heldout needs --final_eval_episodes > 0 (the number of held-out layouts)")
-        seeds = heldout_seeds(config.final_eval_episodes)
-    targets = [("teacher", None)] if config.eval_teacher else [(path.parent.name, path) for path in _checkpoints(config)]
+        seeds = heldout_seeds(config.eval.final_eval_episodes)
+    targets = [("teacher", None)] if config.eval.eval_teacher else [(path.parent.name, path) for path in _checkpoints(config)]
     summaries = {}
     for name, checkpoint in targets:
         policy, frame_stack, what = _eval_policy(config, checkpoint, len(seeds))
-        result = run_episodes(config.task, seeds, policy, frame_stack, num_videos=config.num_videos)
+        try:
+            result = run_episodes(config.run.task, seeds, policy, frame_stack, num_videos=config.eval.num_videos)
+        finally:
+            policy.close()
         label = "teacher" if checkpoint is None else ("student" if len(targets) == 1 else f"student_{name}")
         gif = save_gif(result.videos, out_dir / f"{label}.gif")
-        heldout = heldout_summary(result, config.eval_deterministic)
-        summary = {**result.summary(), "evaluated": what, "task": config.task, "env_seeds": seeds,
-                   "heldout": config.heldout, "interval": heldout["interval"],
+        heldout = heldout_summary(result, config.eval.eval_deterministic)
+        summary = {**result.summary(), "evaluated": what, "task": config.run.task, "env_seeds": seeds,
+                   "heldout": config.eval.heldout, "interval": heldout["interval"],
                    "successes": result.successes, "returns": result.returns, "lengths": result.lengths,
                    "video": str(gif) if gif else None}
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"{label}_results.json").write_text(json.dumps(summary, indent=2))
         summaries[label] = summary
-        print(f"{config.task} | {what} | {len(seeds)} episodes")
+        print(f"{config.run.task} | {what} | {len(seeds)} episodes")
         print(f"Mean return: {result.mean_return:.4f}")
         print(f"Mean length: {result.mean_length:.2f}")
         print(f"Success rate: {result.success_rate:.4f}")
         print(f"Success {heldout['interval']['kind']} interval: [{heldout['interval']['low']:.4f}, "
               f"{heldout['interval']['high']:.4f}] ({heldout['successes']}/{heldout['episodes']}, env seeds "
-              f"{heldout['env_seeds']}{', held out' if config.heldout else ''})")
+              f"{heldout['env_seeds']}{', held out' if config.eval.heldout else ''})")
         if gif:
             print(f"Video: {gif}")
     if len(summaries) > 1:
@@ -132,45 +177,46 @@ def eval_command(config: RunConfig) -> int:
 
 def _checkpoints(config: RunConfig) -> list[Path]:
     """The checkpoint of --loaddir, or of each seed folder in it."""
-    load_dir = task_dir(config) / config.loaddir
+    load_dir = task_dir(config) / config.run.loaddir
     if not load_dir.is_dir():
-        raise UsageError(f"--loaddir {load_dir} does not exist (train with --savedir {config.loaddir} first?)")
-    direct = load_dir / config.loadmodel
+        raise UsageError(f"--loaddir {load_dir} does not exist (train with --savedir {config.run.loaddir} first?)")
+    direct = load_dir / config.run.loadmodel
     if direct.exists():
         return [direct]
-    per_seed = sorted(load_dir.glob(f"seed*/{config.loadmodel}"))
+    per_seed = sorted(load_dir.glob(f"seed*/{config.run.loadmodel}"))
     if per_seed:
         return per_seed
-    raise UsageError(f"no {config.loadmodel} in {load_dir} (nor in seed*/ subfolders)")
+    raise UsageError(f"no {config.run.loadmodel} in {load_dir} (nor in seed*/ subfolders)")
 
 
 def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
     """(policy, frame_stack, description) for the teacher or the student saved in ``checkpoint``."""
     from algos.evaluate import StudentPolicy, TeacherPolicy
-    seed = config.seed_list[0]
+    seed = config.run.seed_list[0]
     if checkpoint is None:
         from planners.factory import build_teacher
         teacher = build_teacher(config, num_envs, seed)
-        return (TeacherPolicy(teacher, config.eval_deterministic, seed), config.frame_stack,
-                f"teacher alone ({teacher.mode}, {config.planner} planner)")
+        return (TeacherPolicy(teacher, config.eval.eval_deterministic, seed), config.env.frame_stack,
+                f"teacher alone ({teacher.mode}, {config.teacher.planner} planner)")
     import envs
     from algos.model import ActorCritic
     from algos.trainer import resolve_device
-    from utils.checkpoint import check_compatible, load_checkpoint
+    from algos.model import check_compatible
+    from utils.checkpoint import load_checkpoint
     payload = load_checkpoint(checkpoint)
     meta = payload["meta"]
     model_config = meta.get("model_config", {})
     frame_stack = int(meta.get("frame_stack", 1))
-    env = envs.make_env(config.task)
+    env = envs.make_env(config.run.task)
     frame_shape = env.observation_space.shape
     obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
-    check_compatible(meta, config.task, obs_shape, int(env.action_space.n), checkpoint)
-    device = resolve_device(config.device)
+    check_compatible(meta, config.run.task, obs_shape, int(env.action_space.n), checkpoint)
+    device = resolve_device(config.run.device)
     model = ActorCritic(tuple(model_config["obs_shape"]), model_config["num_actions"], model_config["hidden_size"],
                         model_config["recurrent"], model_config["ego_size"])
     model.load_state_dict(payload["model"])
     model.to(device).eval()
-    return (StudentPolicy(model, device, config.eval_deterministic, seed), frame_stack,
+    return (StudentPolicy(model, device, config.eval.eval_deterministic, seed), frame_stack,
             f"student {checkpoint} (iteration {meta.get('iteration')}, {meta.get('env_steps'):,} env steps)")
 
 
@@ -181,19 +227,19 @@ def cache_command(args) -> int:
     config = build_config(args.task, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
                                       if getattr(args, k, None) is not None})
     with AnswerCache(args.cache) as cache:
-        template = CacheKey.build(config.llm_model, system_prompt(config.prompt), "", config.llm_temperature,
-                                  config.llm_samples)
-        task = config.task.lower()
+        template = CacheKey.build(config.llm.model, system_prompt(config.llm.prompt), "", config.llm.temperature,
+                                  config.llm.samples)
+        task = config.run.task.lower()
         if args.action == "export":
             document = cache.export_json(args.json, task, None if args.all_settings else template)
-            print(f"exported {len(document[task])} sentences of {config.task} from {args.cache} to {args.json}")
+            print(f"exported {len(document[task])} sentences of {config.run.task} from {args.cache} to {args.json}")
         else:
             if not Path(args.json).is_file():
                 raise UsageError(f"no file {args.json} to import")
-            table = args.table or config.recorded_table
+            table = args.table or config.teacher.recorded_table
             count = cache.import_json(args.json, table, template)
             print(f"imported {count} sentences of table '{table}' from {args.json} into {args.cache} "
-                  f"(model {config.llm_model}, temperature {config.llm_temperature}, n {config.llm_samples})")
+                  f"(model {config.llm.model}, temperature {config.llm.temperature}, n {config.llm.samples})")
     return 0
 
 

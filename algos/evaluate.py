@@ -78,6 +78,9 @@ class StudentPolicy:
         probs = torch.softmax(logits.float().cpu(), -1)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1).numpy()
 
+    def close(self) -> None:
+        """Nothing to release (the same interface as :class:`TeacherPolicy`)."""
+
 
 class TeacherPolicy:
     """Acts with the teacher alone (no student): samples from its action distribution."""
@@ -97,6 +100,10 @@ class TeacherPolicy:
         cumulative = probs.cumsum(-1)
         draws = self.rng.random((len(probs), 1)) * cumulative[:, -1:]
         return (draws > cumulative).sum(-1).clip(max=probs.shape[1] - 1)
+
+    def close(self) -> None:
+        """Release the teacher (its LLM client and answer cache)."""
+        self.teacher.close()
 
 
 def run_episodes(task: str, seeds: list[int | None], policy, frame_stack: int = 1, num_videos: int = 0,
@@ -183,12 +190,12 @@ def heldout_evaluation(task: str, policy, episodes: int, frame_stack: int = 1, d
 
 def final_evaluation(config, policy) -> dict | None:
     """The held-out final evaluation of a run's ``policy`` (None when ``final_eval_episodes`` is 0)."""
-    if not config.final_eval_episodes:
+    if not config.eval.final_eval_episodes:
         return None
-    return heldout_evaluation(config.task, policy, config.final_eval_episodes, config.frame_stack,
-                              config.eval_deterministic)
+    return heldout_evaluation(config.run.task, policy, config.eval.final_eval_episodes, config.env.frame_stack,
+                              config.eval.eval_deterministic)
 
 
 def final_student_evaluation(config, model: torch.nn.Module, device, seed: int) -> dict | None:
     """:func:`final_evaluation` of a trained student network."""
-    return final_evaluation(config, StudentPolicy(model, device, config.eval_deterministic, seed))
+    return final_evaluation(config, StudentPolicy(model, device, config.eval.eval_deterministic, seed))

@@ -14,10 +14,13 @@ The input stays ``uint8`` until the network, so rollout buffers stay small.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from utils.checkpoint import CheckpointError
 
 # Number of distinct codes per observation channel: MiniGrid objects, colours, door states, agent dir + 1.
 CHANNEL_SIZES = (11, 6, 3, 5)
@@ -260,3 +263,19 @@ class ActorCritic(nn.Module):
             out, state = self.lstm(step_input.unsqueeze(0), state)
             outputs.append(out)
         return torch.cat(outputs).view(-1, self.hidden_size), state
+
+
+def check_compatible(meta: dict, task: str, obs_shape: tuple, num_actions: int, path: Path) -> None:
+    """Refuse a checkpoint made for another task or observation/action shape."""
+    if meta.get("task", "").lower() != task.lower():
+        raise CheckpointError(f"checkpoint {path} was trained on {meta.get('task')}, not {task}: "
+                              f"pass --task {meta.get('task')} or another --loaddir")
+    model = meta.get("model_config", {})
+    if model.get("architecture") != ARCHITECTURE_VERSION:
+        raise CheckpointError(f"checkpoint {path} was made by another version of the student network "
+                              f"(architecture {model.get('architecture')}, this code has {ARCHITECTURE_VERSION}); "
+                              f"retrain it with this version")
+    if tuple(model.get("obs_shape", ())) != tuple(obs_shape) or model.get("num_actions") != num_actions:
+        raise CheckpointError(f"checkpoint {path} expects observations {model.get('obs_shape')} and "
+                              f"{model.get('num_actions')} actions, this run has {list(obs_shape)} and "
+                              f"{num_actions} (different --frame_stack?)")

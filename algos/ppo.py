@@ -6,35 +6,19 @@ the teacher's action distribution to the student's, on the states the student vi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from algos.buffer import RolloutBuffer
+from utils.config import PPOSettings
 
 
-@dataclass
-class PPOSettings:
-    """PPO hyperparameters (defaults in ``configs/defaults.yaml``)."""
-
-    lr: float = 1e-3
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_coef: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    normalize_advantages: bool = True
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy from the teacher's distribution to the student's, averaged over states."""
-    return -(teacher_probs * F.log_softmax(student_logits, dim=-1)).sum(-1).mean()
+def distillation_loss(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the teacher's distribution to the student's (given as log-softmax), averaged over
+    states."""
+    return -(teacher_probs * student_log_probs).sum(-1).mean()
 
 
 def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: RolloutBuffer,
@@ -54,7 +38,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
             ratio = log_ratio.exp()
 
             advantages = mb.advantages
-            if settings.normalize_advantages and advantages.numel() > 1:
+            if settings.norm_adv and advantages.numel() > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             policy_loss = torch.max(-advantages * ratio,
                                     -advantages * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)).mean()
@@ -62,7 +46,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
             value_loss = 0.5 * torch.max((values - mb.returns) ** 2, (values_clipped - mb.returns) ** 2).mean()
 
             loss = policy_loss + settings.vf_coef * value_loss - settings.ent_coef * entropy
-            distill = distillation_loss(logits, mb.teacher_probs) if distill_coef > 0 else None
+            distill = distillation_loss(log_probs, mb.teacher_probs) if distill_coef > 0 else None
             if distill is not None:
                 loss = loss + distill_coef * distill
 

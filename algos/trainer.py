@@ -20,14 +20,14 @@ import envs as task_envs
 from algos.buffer import RolloutBuffer
 from algos.evaluate import (EvalResult, StudentPolicy, final_student_evaluation, heldout_line, run_episodes,
                             training_eval_seeds)
-from algos.model import ActorCritic
-from algos.ppo import PPOSettings, ppo_update
+from algos.model import ActorCritic, check_compatible
+from algos.ppo import ppo_update
+from algos.pipeline import RolloutPipeline
 from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
-from algos.schedule import DistillationSchedule
 from envs.vector import EnvBatch
 from planners.teacher import Teacher
-from utils.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
-from utils.config import RunConfig
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.config import NO_DISTILLATION, RunConfig
 from utils.logger import RunLogger
 
 SUCCESS_THRESHOLD = 0.9
@@ -60,24 +60,9 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def distillation_schedule(config: RunConfig) -> DistillationSchedule:
-    """The config's schedule; plain PPO (teacher none) never distils."""
-    if config.teacher == "none":
-        return DistillationSchedule(0.0, 0.0, 0.0, 0)
-    return DistillationSchedule(config.distill_initial, config.distill_decay, config.distill_floor,
-                                config.distill_off_after)
-
-
-def ppo_settings(config: RunConfig) -> PPOSettings:
-    return PPOSettings(lr=config.lr, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_coef=config.clip_coef,
-                       ent_coef=config.ent_coef, vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm,
-                       update_epochs=config.update_epochs, num_minibatches=config.num_minibatches,
-                       normalize_advantages=config.norm_adv)
-
-
-def llm_counters(teacher: Teacher | None) -> dict:
-    """LLM call/cache counters of a teacher whose planner asks a live LLM; {} for other planners."""
-    stats = teacher.stats() if teacher is not None else {}
+def llm_counters(stats: dict | None) -> dict:
+    """LLM call/cache counters from a teacher's stats when its planner asks a live LLM; {} otherwise."""
+    stats = stats or {}
     if "llm_calls" not in stats:
         return {}
     return {"llm_calls": stats["llm_calls"], "cache_hits": stats["cache_hits"],
@@ -100,38 +85,41 @@ class Trainer:
         self.stream = stream
         np.random.seed(seed)
         torch.manual_seed(seed)
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
-        self.device = resolve_device(config.device)
+        if config.run.torch_threads:
+            torch.set_num_threads(config.run.torch_threads)
+        self.device = resolve_device(config.run.device)
 
         checkpoint = load_checkpoint(self.run_dir / CHECKPOINT_NAME) if resume else None
         start_iteration = checkpoint["meta"].get("iteration", 0) if checkpoint else 0
         # Fresh layouts after a resume: derive the env seed from (seed, iteration).
-        self.envs = EnvBatch([task_envs.make_env(config.task) for _ in range(config.num_envs)],
+        self.envs = EnvBatch([task_envs.make_env(config.run.task) for _ in range(config.env.num_envs)],
                              seed=seed if not start_iteration else seed * 1_000_003 + start_iteration,
-                             frame_stack=config.frame_stack)
+                             frame_stack=config.env.frame_stack)
         if checkpoint:
             self._check_resumable(checkpoint)
-        self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.hidden_size,
-                                 config.recurrent, config.ego_size).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5, fused=True)
-        self.schedule = distillation_schedule(config)
+        self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.student.hidden_size,
+                                 config.student.recurrent, config.student.ego_size).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.ppo.lr, eps=1e-5, fused=True)
+        self.schedule = config.schedule if config.teacher.mode != "none" else NO_DISTILLATION
         obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype
-        self.buffer = RolloutBuffer(config.num_steps, config.num_envs, self.envs.observation_shape,
-                                    self.envs.num_actions, obs_dtype)
         self.collector = RolloutCollector(self.envs, self.model, self.device, seed, self.stop)
-        self.settings = ppo_settings(config)
+        self.pipeline = RolloutPipeline(
+            self.collector, self.model,
+            lambda: RolloutBuffer(config.ppo.num_steps, config.env.num_envs, self.envs.observation_shape,
+                                  self.envs.num_actions, obs_dtype),
+            lambda iteration: self.teacher if self.schedule.coef(iteration) > 0 else None,
+            config.ppo.gamma, config.ppo.gae_lambda, config.ppo.policy_lag, config.ppo.n_itr)
         self.update_generator = torch.Generator().manual_seed(seed)
-        self.eval_seeds = training_eval_seeds(config.env_seed_list, config.num_eval, np.random.default_rng(seed + 1))
-        self.eval_pool = [task_envs.make_env(config.task) for _ in self.eval_seeds] if config.eval_interval else []
-        self.eval_policy = StudentPolicy(self.model, self.device, config.eval_deterministic, seed)
+        self.eval_seeds = training_eval_seeds(config.run.env_seed_list, config.eval.num_eval, np.random.default_rng(seed + 1))
+        self.eval_pool = [task_envs.make_env(config.run.task) for _ in self.eval_seeds] if config.eval.eval_interval else []
+        self.eval_policy = StudentPolicy(self.model, self.device, config.eval.eval_deterministic, seed)
 
         if self.teacher is not None and self.schedule.coef(start_iteration) > 0:
             # Ask about the first observations now: a teacher that cannot answer (LLM down, garbage) fails
             # here, before anything is written into the run folder.
             self.teacher.action_probs(self.envs.frames.latest())
         self.iteration, self.env_steps = 0, 0
-        self.iteration_seconds: list[float] = []  # collection + update time of each iteration of this process
+        self.iteration_seconds: list[float] = []  # rollout + update wall time of each iteration of this process
         self.steps_to_threshold: int | None = None
         self.last_eval: EvalResult | None = None
         self.wall_offset = 0.0
@@ -141,10 +129,10 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------------------
     def _check_resumable(self, checkpoint: dict) -> None:
         path = self.run_dir / CHECKPOINT_NAME
-        check_compatible(checkpoint["meta"], self.config.task, self.envs.observation_shape, self.envs.num_actions, path)
+        check_compatible(checkpoint["meta"], self.config.run.task, self.envs.observation_shape, self.envs.num_actions, path)
         saved = checkpoint["meta"].get("model_config", {})
-        wanted = {"hidden_size": self.config.hidden_size, "recurrent": self.config.recurrent,
-                  "ego_size": self.config.ego_size if len(self.envs.observation_shape) == 3 else 0}
+        wanted = {"hidden_size": self.config.student.hidden_size, "recurrent": self.config.student.recurrent,
+                  "ego_size": self.config.student.ego_size if len(self.envs.observation_shape) == 3 else 0}
         different = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
         if different:
             raise CheckpointError(f"{path} was made with a different network (saved vs now: {different}); "
@@ -168,9 +156,11 @@ class Trainer:
 
     def save(self) -> None:
         """Write ``acmodel.pt`` atomically with everything needed to resume."""
-        meta = {"task": self.config.task, "seed": self.seed, "iteration": self.iteration,
-                "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher,
-                "planner": self.config.planner, "frame_stack": self.config.frame_stack}
+        self.pipeline.wait()  # the teacher and the sampling generator are not in use while they are saved
+        meta = {"task": self.config.run.task, "seed": self.seed, "iteration": self.iteration,
+                "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher.mode,
+                "planner": self.config.teacher.planner, "frame_stack": self.config.env.frame_stack,
+                "settings": self.config.to_json()}
         trainer_state = {
             "iteration": self.iteration, "env_steps": self.env_steps, "steps_to_threshold": self.steps_to_threshold,
             "wall_seconds": self.wall_offset + time.perf_counter() - self.start_time,
@@ -190,7 +180,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps({**config.to_json(), "seed": self.seed}, indent=2))
         # purge_step drops events an interrupted run logged after its last checkpoint, so curves continue.
-        self.logger = RunLogger(self.run_dir, f"{config.task} seed {self.seed}", self.stream,
+        self.logger = RunLogger(self.run_dir, f"{config.run.task} seed {self.seed}", self.stream,
                                 purge_step=self.env_steps + 1 if resumed else None)
         curve = self.run_dir / "eval_curve.csv"
         if resumed:
@@ -200,13 +190,13 @@ class Trainer:
                 csv.writer(handle).writerow(CURVE_FIELDS)
         self.logger.line(("resuming at iteration %d (%s env steps); " % (self.iteration, f"{self.env_steps:,}")
                           if resumed else "") +
-                         f"training {config.n_itr} iterations x {config.num_envs * config.num_steps} env steps, "
-                         f"teacher={config.teacher}, planner={config.planner}, device={self.device}, "
+                         f"training {config.ppo.n_itr} iterations x {config.env.num_envs * config.ppo.num_steps} env steps, "
+                         f"teacher={config.teacher.mode}, planner={config.teacher.planner}, device={self.device}, "
                          f"run dir {self.run_dir}")
         steps_at_start = self.env_steps
         recent: list = []
         try:
-            while self.iteration < config.n_itr:
+            while self.iteration < config.ppo.n_itr:
                 recent = self._iterate(recent, curve)
         except TrainingInterrupted:
             self.save()
@@ -222,7 +212,8 @@ class Trainer:
             self.close()
 
     def _finish(self, steps_at_start: int) -> TrainResult:
-        counters = llm_counters(self.teacher)
+        self.pipeline.wait()
+        counters = llm_counters(self.teacher.stats() if self.teacher else None)
         if counters:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
                              f"answered from the cache, {counters['cache_misses']} asked live, "
@@ -240,7 +231,8 @@ class Trainer:
         return result
 
     def close(self) -> None:
-        """Release the logger, the envs and the teacher (its LLM cache and HTTP client)."""
+        """Release the rollout thread, the logger, the envs and the teacher (its LLM cache and HTTP client)."""
+        self.pipeline.close()
         if getattr(self, "logger", None) is not None:
             self.logger.close()
         self.envs.close()
@@ -250,25 +242,24 @@ class Trainer:
     def _iterate(self, recent: list, curve: Path) -> list:
         config = self.config
         coef = self.schedule.coef(self.iteration)
-        stats = self.collector.collect(self.buffer, config.gamma, config.gae_lambda,
-                                       self.teacher if coef > 0 else None)
-        update_start = time.perf_counter()
-        losses = ppo_update(self.model, self.optimizer, self.buffer, self.settings, coef, self.update_generator)
-        seconds = stats.total_seconds + time.perf_counter() - update_start
+        start = time.perf_counter()
+        buffer, stats = self.pipeline.get(self.iteration)
+        losses = ppo_update(self.model, self.optimizer, buffer, config.ppo, coef, self.update_generator)
+        seconds = time.perf_counter() - start
         self.iteration_seconds.append(seconds)
         self.iteration += 1
-        self.env_steps += config.num_envs * config.num_steps
-        sps = config.num_envs * config.num_steps / seconds
+        self.env_steps += config.env.num_envs * config.ppo.num_steps
+        sps = config.env.num_envs * config.ppo.num_steps / seconds
         recent = (recent + stats.episodes)[-100:]
         self._log_iteration(stats, losses, coef, sps, seconds)
 
-        last = self.iteration == config.n_itr
-        if config.eval_interval and (self.iteration % config.eval_interval == 0 or last):
+        last = self.iteration == config.ppo.n_itr
+        if config.eval.eval_interval and (self.iteration % config.eval.eval_interval == 0 or last):
             self._evaluate(curve)
-        if last or (config.save_interval and self.iteration % config.save_interval == 0):
+        if last or (config.eval.save_interval and self.iteration % config.eval.save_interval == 0):
             self.save()
-        if self.iteration % max(config.log_interval, 1) == 0 or last:
-            self.logger.line(_progress_line(self.iteration, config.n_itr, self.env_steps, sps, recent, coef, losses,
+        if self.iteration % max(config.eval.log_interval, 1) == 0 or last:
+            self.logger.line(_progress_line(self.iteration, config.ppo.n_itr, self.env_steps, sps, recent, coef, losses,
                                             self.last_eval))
         return recent
 
@@ -279,16 +270,16 @@ class Trainer:
             scalars.update({"charts/episodic_return": np.mean([e.episode_return for e in stats.episodes]),
                             "charts/episodic_length": np.mean([e.length for e in stats.episodes]),
                             "charts/success_rate": np.mean([e.success for e in stats.episodes])})
-        if self.teacher is not None:
-            teacher_stats = self.teacher.stats()
+        if stats.teacher_stats is not None:  # counters as the rollout ended (the next one may be running)
+            teacher_stats = stats.teacher_stats
             scalars.update({"teacher/fallbacks": teacher_stats["fallbacks"], "teacher/replans": teacher_stats["replans"]})
-            scalars.update({f"teacher/{k}": v for k, v in llm_counters(self.teacher).items()})
+            scalars.update({f"teacher/{k}": v for k, v in llm_counters(teacher_stats).items()})
             if stats.agreement is not None:
                 scalars["teacher/agreement"] = stats.agreement
         self.logger.scalars(scalars, self.env_steps)
 
     def _evaluate(self, curve: Path) -> None:
-        result = run_episodes(self.config.task, self.eval_seeds, self.eval_policy, self.config.frame_stack,
+        result = run_episodes(self.config.run.task, self.eval_seeds, self.eval_policy, self.config.env.frame_stack,
                               env_pool=self.eval_pool)
         self.last_eval = result
         self.logger.scalars({"eval/success_rate": result.success_rate, "eval/episodic_return": result.mean_return,

@@ -215,11 +215,12 @@ def _run_settings(runs: list[dict], task: str) -> str:
     """The settings that shape the curves, read from one teacher-guided run's config.json."""
     run = next((r for r in runs if r["task"] == task and r["method"] not in ("ppo", "sb3_ppo")), None)
     run = run or next(r for r in runs if r["task"] == task)
-    config = json.loads((Path(run["run_dir"]) / "config.json").read_text())
+    from utils.config import RunConfig
+    config = RunConfig.from_json(json.loads((Path(run["run_dir"]) / "config.json").read_text())).flat()
     return (f"{config['num_envs']} envs x {config['num_steps']} steps per iteration, evaluation every "
             f"{config['eval_interval']} iterations on {config['num_eval']} training-time layouts "
-            f"({'most likely' if config.get('eval_deterministic') else 'sampled'} actions), final evaluation on "
-            f"{config.get('final_eval_episodes', '-')} held-out layouts; distillation {config['distill_initial']} - "
+            f"({'most likely' if config['eval_deterministic'] else 'sampled'} actions), final evaluation on "
+            f"{config['final_eval_episodes']} held-out layouts; distillation {config['distill_initial']} - "
             f"{config['distill_decay']}/update to {config['distill_floor']}, off after "
             f"{config['distill_off_after']} updates")
 

@@ -47,14 +47,14 @@ def require() -> None:
 
 def ppo_kwargs(config) -> dict:
     """SB3 PPO arguments from the run settings."""
-    rollout = config.num_envs * config.num_steps
-    if rollout % config.num_minibatches:
+    c = config.flat()
+    rollout = c["num_envs"] * c["num_steps"]
+    if rollout % c["num_minibatches"]:
         raise ValueError(f"sb3_ppo: num_envs * num_steps ({rollout}) must be divisible by num_minibatches")
-    return {"n_steps": config.num_steps, "batch_size": rollout // config.num_minibatches,
-            "n_epochs": config.update_epochs, "learning_rate": config.lr, "clip_range": config.clip_coef,
-            "gamma": config.gamma, "gae_lambda": config.gae_lambda, "ent_coef": config.ent_coef,
-            "vf_coef": config.vf_coef, "max_grad_norm": config.max_grad_norm,
-            "normalize_advantage": bool(config.norm_adv)}
+    return {"n_steps": c["num_steps"], "batch_size": rollout // c["num_minibatches"], "n_epochs": c["update_epochs"],
+            "learning_rate": c["lr"], "clip_range": c["clip_coef"], "gamma": c["gamma"], "gae_lambda": c["gae_lambda"],
+            "ent_coef": c["ent_coef"], "vf_coef": c["vf_coef"], "max_grad_norm": c["max_grad_norm"],
+            "normalize_advantage": bool(c["norm_adv"])}
 
 
 def make_vec_env(task: str, num_envs: int, seed: int, gamma: float):
@@ -105,26 +105,28 @@ def train_sb3(config, seed: int, run_dir: Path):
     from algos.evaluate import final_evaluation, run_episodes, training_eval_seeds
     from algos.trainer import CURVE_FIELDS, SUCCESS_THRESHOLD, TrainResult
 
-    if config.teacher != "none":
+    c = config.flat()
+    if c["teacher"] != "none":
         raise ValueError("sb3_ppo trains without a teacher (teacher must be 'none')")
-    if config.frame_stack != 1 or config.recurrent:
+    if c["frame_stack"] != 1 or c["recurrent"]:
         raise ValueError("sb3_ppo runs a feed-forward MLP on one frame (frame_stack 1, recurrent off)")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     kwargs = ppo_kwargs(config)
-    rollout = config.num_envs * config.num_steps
-    eval_every = config.eval_interval * rollout
-    total = config.n_itr * rollout
+    task = c["task"]
+    rollout = c["num_envs"] * c["num_steps"]
+    eval_every = c["eval_interval"] * rollout
+    total = c["n_itr"] * rollout
     (run_dir / "config.json").write_text(json.dumps(
         {**config.to_json(), "seed": seed, "method": "sb3_ppo",
          "sb3": {"version": sb3_version, "policy": "MlpPolicy", "observation": "FlattenObservation",
                  "normalize": "VecNormalize(observations, rewards)", "source": RL_ZOO_SOURCE, **kwargs}},
         indent=2))
-    venv = make_vec_env(config.task, config.num_envs, seed, config.gamma)
+    venv = make_vec_env(task, c["num_envs"], seed, c["gamma"])
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
-    policy = SB3Policy(model, venv, config.eval_deterministic, seed)
-    seeds = training_eval_seeds(config.env_seed_list, config.num_eval, np.random.default_rng(seed + 1))
-    pool = [task_envs.make_env(config.task) for _ in seeds]
+    policy = SB3Policy(model, venv, c["eval_deterministic"], seed)
+    seeds = training_eval_seeds(c["env_seed_list"], c["num_eval"], np.random.default_rng(seed + 1))
+    pool = [task_envs.make_env(task) for _ in seeds]
     curve_path = run_dir / "eval_curve.csv"
     with curve_path.open("w", newline="") as handle:
         csv.writer(handle).writerow(CURVE_FIELDS)
@@ -132,7 +134,7 @@ def train_sb3(config, seed: int, run_dir: Path):
     start = time.perf_counter()
 
     def evaluate(env_steps: int) -> None:
-        result = run_episodes(config.task, seeds, policy, 1, env_pool=pool)
+        result = run_episodes(task, seeds, policy, 1, env_pool=pool)
         state["last"], state["last_steps"] = result, env_steps
         with curve_path.open("a", newline="") as handle:
             csv.writer(handle).writerow([env_steps // rollout, env_steps, f"{result.success_rate:.4f}",
@@ -153,12 +155,12 @@ def train_sb3(config, seed: int, run_dir: Path):
 
     try:
         model.learn(total_timesteps=total, callback=Evaluator())
-        if config.eval_interval and state["last_steps"] != model.num_timesteps:
+        if eval_every and state["last_steps"] != model.num_timesteps:
             evaluate(model.num_timesteps)  # the budget's end, like our trainer's last iteration
         elapsed = time.perf_counter() - start
         torch.save({"policy": model.policy.state_dict(),
                     "obs_mean": torch.as_tensor(venv.obs_rms.mean), "obs_var": torch.as_tensor(venv.obs_rms.var),
-                    "meta": {"task": config.task, "seed": seed, "env_steps": int(model.num_timesteps),
+                    "meta": {"task": task, "seed": seed, "env_steps": int(model.num_timesteps),
                              "sb3_version": sb3_version}}, run_dir / "sb3_policy.pt")
         final_eval = final_evaluation(config, policy)
     finally:

@@ -176,7 +176,7 @@ def make_specs(plan: SweepPlan, llm_url: str | None) -> list[RunSpec]:
                 require()
             if plan.eval_every_steps:
                 config = build_config(task, values)
-                per_iteration = config.num_envs * config.num_steps
+                per_iteration = config.env.num_envs * config.ppo.num_steps
                 if plan.eval_every_steps % per_iteration:
                     raise ValueError(f"eval_every_steps {plan.eval_every_steps} is not a multiple of {task}/{method}'s "
                                      f"{per_iteration} env steps per iteration")
@@ -300,14 +300,14 @@ def measure_teachers(plan: SweepPlan, logdir: str, name: str, llm_url: str | Non
                         continue
                     teacher = build_teacher(config, plan.teacher_episodes, seed)
                     try:
-                        summary = heldout_evaluation(task, TeacherPolicy(teacher, config.eval_deterministic, seed),
-                                                     plan.teacher_episodes, deterministic=config.eval_deterministic)
+                        summary = heldout_evaluation(task, TeacherPolicy(teacher, config.eval.eval_deterministic, seed),
+                                                     plan.teacher_episodes, deterministic=config.eval.eval_deterministic)
                     finally:
                         teacher.close()
                     interval = summary["interval"]
                     writer.writerow({"task": task, "method": method, "seed": seed, "teacher": teacher.mode,
-                                     "planner": config.planner, "skills": config.skills,
-                                     "hard_sampling": config.hard_sampling if teacher.mode == "hard" else "",
+                                     "planner": config.teacher.planner, "skills": config.teacher.skills,
+                                     "hard_sampling": config.teacher.hard_sampling if teacher.mode == "hard" else "",
                                      "episodes": summary["episodes"], "successes": summary["successes"],
                                      "success_rate": f"{summary['success_rate']:.4f}", "interval": interval["kind"],
                                      "low": f"{interval['low']:.4f}", "high": f"{interval['high']:.4f}",
@@ -392,20 +392,14 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
 
 
 def parse_settings(pairs: list[str]) -> dict:
-    """``["eval_interval=2", "lr=0.002"]`` -> typed values (int, float, bool or text)."""
+    """``["eval_interval=2", "lr=0.002"]`` -> values typed by the settings' declarations."""
+    from utils.config import parse_value
     values = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got '{pair}'")
-        for cast in (int, float):
-            try:
-                values[key] = cast(text)
-                break
-            except ValueError:
-                continue
-        else:
-            values[key] = {"true": True, "false": False}.get(text.lower(), text)
+        values[key] = parse_value(key, text)
     return values
 
 
@@ -421,7 +415,8 @@ def check_unchanged(spec: RunSpec, run_dir: Path) -> None:
     path = run_dir / "config.json"
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    from utils.config import RunConfig
+    saved = RunConfig.from_json(json.loads(path.read_text())).flat()
     for key, value in spec.overrides:
         if key in saved and saved[key] != value:
             raise ValueError(f"finished run {spec.label} was trained with {key}={saved[key]!r}, the sweep now asks "

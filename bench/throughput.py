@@ -1,19 +1,26 @@
-"""Throughput benchmark: env steps per second of the environments, the teacher, and the full training loop.
+"""Throughput benchmark: env steps per second of each part of training, and of the whole loop.
 
     python main.py bench --task SimpleDoorKey --num_envs 16 --iterations 10 --repeats 3
 
 Measured in one process, each part ``--repeats`` times; the table shows medians (wall-clock numbers on a
-shared machine are noisy) and each part's ratio to raw env stepping:
+shared machine are noisy) and each part's ratio to raw env stepping and to env + teacher (the most the loop
+could reach if the student and PPO cost nothing):
 
 1. ``env``: the batched environments stepped with random actions;
-2. ``teacher``: the teacher alone labelling observations (sentence -> plan -> action), timed on the states
-   of episodes the teacher itself plays;
-3. ``train (teacher on)``: the full loop while distilling: collection + teacher + PPO update;
-4. ``train (teacher off)``: the full loop after distillation is switched off: collection + PPO update.
+2. ``teacher alone``: the teacher's own time labelling observations (sentence -> plan -> action), on the
+   states of episodes the teacher itself plays;
+3. ``env + teacher``: the same episodes, envs and teacher together;
+4. ``collection``: the trainer's rollouts without updates: envs + teacher + batched student forward;
+5. ``update``: PPO epochs alone, per env step of the rollout they learn from;
+6. ``train (teacher on)``: the full loop while distilling (collection + update, overlapped with
+   ``--set policy_lag=1``);
+7. ``train (teacher off)``: the full loop after distillation is switched off.
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import io
 import os
 import statistics
 import tempfile
@@ -37,23 +44,52 @@ def env_steps_per_second(task: str, num_envs: int, steps: int, seed: int = 0) ->
     return steps * num_envs / (time.perf_counter() - start)
 
 
-def teacher_steps_per_second(config, num_envs: int, steps: int, seed: int = 0) -> float:
-    """Observations labelled per second by the teacher, on episodes it plays itself."""
+def teacher_steps_per_second(config, num_envs: int, steps: int, seed: int = 0) -> tuple[float, float]:
+    """(teacher alone, env + teacher) observations per second, on episodes the teacher plays itself."""
     from planners.factory import build_teacher
-    batch = EnvBatch([task_envs.make_env(config.task) for _ in range(num_envs)], seed=seed)
+    batch = EnvBatch([task_envs.make_env(config.run.task) for _ in range(num_envs)], seed=seed)
     teacher = build_teacher(config, num_envs, seed)
     rng = np.random.default_rng(seed)
     obs, spent = batch.obs.copy(), 0.0
-    for _ in range(steps):
-        start = time.perf_counter()
-        probs = teacher.action_probs(obs)
-        spent += time.perf_counter() - start
-        cumulative = probs.cumsum(1)
-        actions = (rng.random((num_envs, 1)) * cumulative[:, -1:] > cumulative).sum(1).clip(max=probs.shape[1] - 1)
-        obs, _, _, finished = batch.step(actions)
-        for episode in finished:
-            teacher.reset(episode.env_index)
-    return steps * num_envs / spent
+    begin = time.perf_counter()
+    try:
+        for _ in range(steps):
+            start = time.perf_counter()
+            probs = teacher.action_probs(obs)
+            spent += time.perf_counter() - start
+            cumulative = probs.cumsum(1)
+            draws = rng.random((num_envs, 1)) * cumulative[:, -1:]
+            actions = (draws > cumulative).sum(1).clip(max=probs.shape[1] - 1)
+            obs, _, _, finished = batch.step(actions)
+            for episode in finished:
+                teacher.reset(episode.env_index)
+    finally:
+        teacher.close()
+        batch.close()
+    return steps * num_envs / spent, steps * num_envs / (time.perf_counter() - begin)
+
+
+def parts_steps_per_second(config, iterations: int, seed: int = 0) -> tuple[float, float]:
+    """(collection, update) env steps per second: the trainer's rollouts and PPO epochs timed apart."""
+    from algos.ppo import ppo_update
+    from algos.trainer import Trainer
+    from planners.factory import build_training_teacher
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(config, seed, folder, teacher=build_training_teacher(config, seed), stream=io.StringIO())
+        collect, update = [], []
+        try:
+            for iteration in range(iterations + 1):  # the first iteration pays torch's first-call costs
+                start = time.perf_counter()
+                buffer, _ = trainer.pipeline.get(iteration)
+                middle = time.perf_counter()
+                ppo_update(trainer.model, trainer.optimizer, buffer, config.ppo, trainer.schedule.coef(iteration),
+                           trainer.update_generator)
+                collect.append(middle - start)
+                update.append(time.perf_counter() - middle)
+        finally:
+            trainer.close()
+    steps = iterations * config.env.num_envs * config.ppo.num_steps
+    return steps / sum(collect[1:]), steps / sum(update[1:])
 
 
 def train_steps_per_second(config, iterations: int, seed: int = 0) -> float:
@@ -65,7 +101,7 @@ def train_steps_per_second(config, iterations: int, seed: int = 0) -> float:
             trainer = Trainer(config, seed, folder, teacher=build_training_teacher(config, seed), stream=quiet)
             trainer.run()
     timed = trainer.iteration_seconds[1:]  # the first iteration pays torch's first-call costs
-    return len(timed) * config.num_envs * config.num_steps / sum(timed)
+    return len(timed) * config.env.num_envs * config.ppo.num_steps / sum(timed)
 
 
 def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int, planner: str,
@@ -77,19 +113,32 @@ def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int,
     on = build_config(task, {**common, "teacher": teacher, "n_itr": iterations + 1,
                              "distill_off_after": iterations + 1})
     off = build_config(task, {**common, "teacher": "none", "n_itr": iterations + 1})
+    serial = copy.deepcopy(on)  # parts are timed apart: nothing collected ahead
+    serial.ppo.policy_lag = 0
     steps = iterations * num_steps
-    parts = {"env (random actions)": lambda s: env_steps_per_second(task, num_envs, steps, s),
-             f"teacher alone ({teacher}, {planner})": lambda s: teacher_steps_per_second(on, num_envs, steps, s),
-             "train, teacher on": lambda s: train_steps_per_second(on, iterations, s),
-             "train, teacher off": lambda s: train_steps_per_second(off, iterations, s)}
-    return [(name, statistics.median(measure(seed) for seed in range(repeats))) for name, measure in parts.items()]
+    results: dict[str, list[float]] = {}
+    for seed in range(repeats):
+        teacher_alone, env_and_teacher = teacher_steps_per_second(on, num_envs, steps, seed)
+        collection, update = parts_steps_per_second(serial, iterations, seed)
+        measured = {"env (random actions)": env_steps_per_second(task, num_envs, steps, seed),
+                    f"teacher alone ({teacher}, {planner})": teacher_alone,
+                    "env + teacher": env_and_teacher,
+                    "collection (env + teacher + student forward)": collection,
+                    "update (PPO epochs, teacher on)": update,
+                    "train, teacher on": train_steps_per_second(on, iterations, seed),
+                    "train, teacher off": train_steps_per_second(off, iterations, seed)}
+        for name, value in measured.items():
+            results.setdefault(name, []).append(value)
+    return [(name, statistics.median(values)) for name, values in results.items()]
 
 
 def format_table(task: str, num_envs: int, results: list[tuple[str, float]]) -> str:
-    raw = results[0][1]
+    """Markdown table: each part's steps/s and its ratio to raw env stepping and to env + teacher."""
+    by_name = dict(results)
+    raw, ceiling = by_name["env (random actions)"], by_name["env + teacher"]
     lines = [f"{task}, {num_envs} envs, torch threads {torch.get_num_threads()} (medians)",
-             "| part | env steps/s | ratio to env |", "|---|---:|---:|"]
-    lines += [f"| {name} | {sps:,.0f} | {sps / raw:.2f} |" for name, sps in results]
+             "| part | env steps/s | ratio to env | ratio to env + teacher |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {sps:,.0f} | {sps / raw:.2f} | {sps / ceiling:.2f} |" for name, sps in results]
     return "\n".join(lines)
 
 

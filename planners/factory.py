@@ -16,42 +16,42 @@ PLANNERS = ("recorded", "oracle", "adversarial", "llm")
 
 
 def build_plan_source(config, family: str):
-    """The plan source named by ``config.planner`` for a task of ``family`` ("minigrid" or "habitat")."""
-    if config.planner == "recorded":
+    """The plan source named by ``config.teacher.planner`` for a task of ``family`` ("minigrid" or "habitat")."""
+    if config.teacher.planner == "recorded":
         from utils.config import project_path
-        return RecordedPlanSource(config.recorded_table, project_path(config.recorded_plans))
-    if config.planner in ("oracle", "adversarial"):
+        return RecordedPlanSource(config.teacher.recorded_table, project_path(config.teacher.recorded_plans))
+    if config.teacher.planner in ("oracle", "adversarial"):
         if family == "habitat":
-            if config.planner == "adversarial":
+            if config.teacher.planner == "adversarial":
                 raise ValueError("--planner adversarial exists for the MiniGrid tasks only")
             from planners.habitat.mediator import HabitatOraclePlanSource
             return HabitatOraclePlanSource()
         from planners.minigrid.scripted import AdversarialPlanSource, OraclePlanSource
-        return OraclePlanSource() if config.planner == "oracle" else AdversarialPlanSource()
-    if config.planner == "llm":
+        return OraclePlanSource() if config.teacher.planner == "oracle" else AdversarialPlanSource()
+    if config.teacher.planner == "llm":
         return build_llm_source(config)
-    raise ValueError(f"unknown planner '{config.planner}'; choose from {', '.join(PLANNERS)}")
+    raise ValueError(f"unknown planner '{config.teacher.planner}'; choose from {', '.join(PLANNERS)}")
 
 
 def build_family(config):
-    """The task family of ``config.task`` (its mediator and skills)."""
+    """The task family of ``config.run.task`` (its mediator and skills)."""
     from envs import get_task
-    if get_task(config.task).family == "habitat":
+    if get_task(config.run.task).family == "habitat":
         from planners.habitat.family import build_habitat_family
-        return build_habitat_family(config.task, config.naming)
+        return build_habitat_family(config.run.task, config.teacher.naming)
     from planners.minigrid.family import MiniGridFamily
-    return MiniGridFamily(config.naming or "plain", config.skills)
+    return MiniGridFamily(config.teacher.naming or "plain", config.teacher.skills)
 
 
 def build_teacher(config, num_envs: int, seed: int | None, mode: str | None = None) -> PlanTeacher:
     """A teacher for ``num_envs`` envs; ``mode`` defaults to the config's teacher (hard when it is 'none')."""
     from envs import get_task
-    mode = mode or (config.teacher if config.teacher in ("hard", "soft") else "hard")
+    mode = mode or (config.teacher.mode if config.teacher.mode in ("hard", "soft") else "hard")
     family = build_family(config)
-    source = build_plan_source(config, get_task(config.task).family)
-    planner = Planner(source, family.parse, abstract_color_words=config.naming == "colored")
-    return PlanTeacher(planner, family, num_envs, mode=mode, hard_sampling=config.hard_sampling,
-                       stall_limit=config.stall_limit, seed=seed)
+    source = build_plan_source(config, get_task(config.run.task).family)
+    planner = Planner(source, family.parse, abstract_color_words=config.teacher.naming == "colored")
+    return PlanTeacher(planner, family, num_envs, mode=mode, hard_sampling=config.teacher.hard_sampling,
+                       stall_limit=config.teacher.stall_limit, seed=seed)
 
 
 def build_llm_source(config):
@@ -60,21 +60,21 @@ def build_llm_source(config):
     from planners.llm.client import ChatCompletionsClient
     from planners.llm.source import LLMPlanSource, system_prompt
     from utils.config import project_path
-    client = ChatCompletionsClient(config.llm_url, config.llm_model, temperature=config.llm_temperature,
-                                   timeout=config.llm_timeout, max_retries=config.llm_max_retries,
-                                   max_concurrency=config.llm_max_concurrency, api_key_env=config.llm_api_key_env)
+    client = ChatCompletionsClient(config.llm.url, config.llm.model, temperature=config.llm.temperature,
+                                   timeout=config.llm.timeout, max_retries=config.llm.max_retries,
+                                   max_concurrency=config.llm.max_concurrency, api_key_env=config.llm.api_key_env)
     client.check_reachable()
-    cache_path = Path(config.llm_cache) if config.llm_cache else Path(config.logdir) / "llm_cache.sqlite"
+    cache_path = Path(config.llm.cache) if config.llm.cache else Path(config.run.logdir) / "llm_cache.sqlite"
     fallback = None
-    if config.recorded_table and config.recorded_plans:
+    if config.teacher.recorded_table and config.teacher.recorded_plans:
         try:
-            fallback = RecordedPlanSource(config.recorded_table, project_path(config.recorded_plans))
+            fallback = RecordedPlanSource(config.teacher.recorded_table, project_path(config.teacher.recorded_plans))
         except ValueError as err:
             log.warning("no recorded plans to fall back on during LLM outages: %s", err)
-    return LLMPlanSource(client, AnswerCache(cache_path), system_prompt(config.prompt), n_samples=config.llm_samples,
-                         max_reasks=config.llm_max_reasks, task=config.task.lower(), fallback=fallback)
+    return LLMPlanSource(client, AnswerCache(cache_path), system_prompt(config.llm.prompt), n_samples=config.llm.samples,
+                         max_reasks=config.llm.max_reasks, task=config.run.task.lower(), fallback=fallback)
 
 
 def build_training_teacher(config, seed: int) -> PlanTeacher | None:
     """The teacher a training run of ``config`` needs (None for plain PPO)."""
-    return build_teacher(config, config.num_envs, seed) if config.teacher != "none" else None
+    return build_teacher(config, config.env.num_envs, seed) if config.teacher.mode != "none" else None

@@ -105,9 +105,16 @@ def test_throughput_table(capsys):
     assert main.main(["bench", "--task", "SimpleDoorKey", "--num_envs", "4", "--num_steps", "16",
                       "--iterations", "2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    for part in ("env (random actions)", "teacher alone", "train, teacher on", "train, teacher off"):
+    rows = {}
+    for part in ("env (random actions)", "teacher alone", "env + teacher", "collection", "update",
+                 "train, teacher on", "train, teacher off"):
         line = next(line for line in out.splitlines() if line.startswith(f"| {part}"))
-        assert float(line.split("|")[2].replace(",", "")) > 0
+        cells = [cell.strip().replace(",", "") for cell in line.split("|")[2:5]]
+        rows[part] = [float(cell) for cell in cells]
+        assert rows[part][0] > 0
+        assert rows[part][1] == pytest.approx(rows[part][0] / rows["env (random actions)"][0], abs=0.01)
+    assert rows["env + teacher"][2] == 1.0, "the ceiling's ratio to itself"
+    assert rows["env + teacher"][0] < rows["teacher alone"][0], "env + teacher costs more than the teacher alone"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None,

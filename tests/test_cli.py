@@ -33,8 +33,8 @@ def test_train_then_eval_student_and_teacher(tmp_path, capsys):
     assert checkpoint["meta"]["task"] == "SimpleDoorKey" and checkpoint["meta"]["env_steps"] == 2 * 4 * 80
     json.dumps(checkpoint["meta"])  # metadata is plain JSON
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["task"] == "SimpleDoorKey" and config["n_itr"] == 2 and config["teacher"] == "hard"
-    assert config["num_envs"] == 4 and config["seed"] == 0
+    assert config["run"]["task"] == "SimpleDoorKey" and config["ppo"]["n_itr"] == 2 and config["teacher"]["mode"] == "hard"
+    assert config["env"]["num_envs"] == 4 and config["seed"] == 0
     rows = list(csv.DictReader((run_dir / "eval_curve.csv").open()))
     assert [int(r["env_steps"]) for r in rows] == [320, 640]
     assert list(run_dir.glob("events.out.tfevents.*"))
@@ -75,7 +75,7 @@ def test_training_variants_run(tmp_path, capsys, extra):
     assert code == 0
     config = json.loads((tmp_path / "ppo" / "coloreddoorkey" / "v" / "config.json").read_text())
     if "--soft_planner" in extra:
-        assert config["teacher"] == "soft" and config["soft_planner"]
+        assert config["teacher"]["mode"] == "soft"
     if "--recurrent" in extra:
         code, out, _ = run(["eval", "--task", "ColoredDoorKey", "--loaddir", "v", "--logdir", str(tmp_path),
                             "--num_eval", "2", "--num_videos", "0"], capsys)
@@ -108,3 +108,18 @@ def test_overwrite_starts_the_run_over(tmp_path, capsys):
     run_dir = tmp_path / "ppo" / "simpledoorkey" / "o"
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1, "the old run's events are gone"
     assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 1
+
+
+def test_eval_teacher_closes_the_teacher_even_when_an_episode_fails(tmp_path, monkeypatch):
+    from planners.teacher import PlanTeacher
+    closed = []
+    monkeypatch.setattr(PlanTeacher, "close", lambda self: closed.append(self))
+    args = ["eval", "--eval_teacher", "--num_eval", "2", "--num_videos", "0", "--logdir", str(tmp_path)]
+    assert main.main(args) == 0 and len(closed) == 1
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("episode failed")
+    monkeypatch.setattr("algos.evaluate.run_episodes", broken)
+    with pytest.raises(RuntimeError):
+        main.main(args)
+    assert len(closed) == 2

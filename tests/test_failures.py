@@ -102,10 +102,19 @@ def test_truncated_llm_cache_gives_a_clear_error_and_stays_as_it_is(tmp_path, ca
     (["eval"], "needs --loaddir NAME (a trained run) or --eval_teacher"),
     (["train", "--savedir", "existing"], "already holds a run"),
     (["train", "--savedir", "y", "--resume"], "nothing to resume"),
-    (["train", "--savedir", "y", "--n_itr", "0"], "--n_itr must be a positive number"),
-    (["train", "--savedir", "y", "--num_envs", "-3"], "--num_envs must be a positive number"),
-    (["train", "--savedir", "y", "--lr", "-1"], "--lr must be positive"),
-    (["eval", "--eval_teacher", "--num_eval", "0"], "--num_eval must be a positive number"),
+    (["train", "--savedir", "y", "--n_itr", "0"], "--n_itr must be >= 1, got 0"),
+    (["train", "--savedir", "y", "--num_envs", "-3"], "--num_envs must be >= 1, got -3"),
+    (["train", "--savedir", "y", "--lr", "-1"], "--lr must be > 0, got -1.0"),
+    (["train", "--savedir", "y", "--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["train", "--savedir", "y", "--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["train", "--savedir", "y", "--ent_coef", "nan"], "--ent_coef must be a finite number, got nan"),
+    (["train", "--savedir", "y", "--gamma", "1.5"], "--gamma must be <= 1, got 1.5"),
+    (["train", "--savedir", "y", "--seed_list", "-1"], "--seed_list must be >= 0, got -1"),
+    (["train", "--savedir", "y", "--seed_list", str(2**32)], "--seed_list must be <= 4294967295"),
+    (["train", "--savedir", "y", "--llm_url", "localhost:8000"], "--llm_url must look like http://HOST:PORT"),
+    (["train", "--savedir", "y", "--llm_url", "http://h:99999999"], "--llm_url has a malformed port"),
+    (["train", "--savedir", "y", "--hidden_size", "10000000"], "--hidden_size must be <= 4096"),
+    (["eval", "--eval_teacher", "--num_eval", "0"], "--num_eval must be >= 1, got 0"),
 ])
 def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, capsys, args, message):
     existing = tmp_path / "ppo" / "simpledoorkey" / "existing"

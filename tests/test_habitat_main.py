@@ -27,7 +27,7 @@ def test_train_then_eval_teacher_on_the_fake(tmp_path, monkeypatch, capsys):
     assert code == 0
     run = logdir / "ppo" / "habitatrearrange" / "run"
     assert {"config.json", "eval_curve.csv", "acmodel.pt", "summary.json"} <= {p.name for p in run.iterdir()}
-    assert json.loads((run / "config.json").read_text())["task"] == "HabitatRearrange"
+    assert json.loads((run / "config.json").read_text())["run"]["task"] == "HabitatRearrange"
     rows = list(csv.DictReader((run / "eval_curve.csv").open()))
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     summary = json.loads((run / "summary.json").read_text())

@@ -32,7 +32,7 @@ def test_train_with_a_live_llm_then_rerun_from_the_cache(tmp_path, capsys, monke
         run_dir = tmp_path / "ppo" / "simpledoorkey" / run
         config_text = (run_dir / "config.json").read_text()
         assert "sk-very-secret-key" not in config_text
-        assert json.loads(config_text)["llm_api_key_env"] == "LLM4TEACH_API_KEY"
+        assert json.loads(config_text)["llm"]["api_key_env"] == "LLM4TEACH_API_KEY"
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["llm"]["llm_calls"] == (first_calls if run == "first" else 0)
     with AnswerCache(tmp_path / "llm_cache.sqlite") as cache:

@@ -7,7 +7,7 @@ from conftest import KEY, room_obs
 from algos.buffer import RolloutBuffer
 from algos.model import ActorCritic, EgocentricCrop
 from algos.ppo import PPOSettings, distillation_loss, ppo_update
-from algos.schedule import DistillationSchedule
+from utils.config import ConfigError, ScheduleSettings, build_config
 
 
 def test_model_shapes_for_maps_vectors_and_lstm():
@@ -107,14 +107,14 @@ def test_distillation_gradient_pulls_the_student_towards_the_teacher():
     teacher = torch.zeros(5, 7)
     teacher[:, 3] = 0.8
     teacher[:, 2] = 0.2
-    loss = distillation_loss(logits, teacher)
+    loss = distillation_loss(torch.log_softmax(logits, -1), teacher)
     loss.backward()
     assert loss.item() == pytest.approx(np.log(7), rel=1e-6)
     assert (logits.grad[:, 3] < 0).all() and (logits.grad[:, 2] < 0).all(), "descent raises the teacher's actions"
     assert (logits.grad[:, [0, 1, 4, 5, 6]] > 0).all(), "and lowers the others"
     stepped = (logits - 1.0 * logits.grad).detach()
     before, after = torch.softmax(logits.detach(), -1)[:, 3], torch.softmax(stepped, -1)[:, 3]
-    assert (after > before).all() and distillation_loss(stepped, teacher) < loss
+    assert (after > before).all() and distillation_loss(torch.log_softmax(stepped, -1), teacher) < loss
 
 
 def test_ppo_update_with_distillation_moves_the_policy_to_the_teacher():
@@ -141,11 +141,11 @@ def test_ppo_update_with_distillation_moves_the_policy_to_the_teacher():
 
 
 def test_schedule_decays_to_a_floor_then_switches_off():
-    schedule = DistillationSchedule(initial=1.0, decay=0.25, floor=0.3, off_after=6)
+    schedule = ScheduleSettings(initial=1.0, decay=0.25, floor=0.3, off_after=6)
     assert [schedule.coef(u) for u in range(8)] == [1.0, 0.75, 0.5, 0.3, 0.3, 0.3, 0.0, 0.0]
-    assert DistillationSchedule(1.0, 0.0, 0.0, 0).coef(0) == 0.0
-    with pytest.raises(ValueError):
-        DistillationSchedule(initial=-1.0)
+    assert ScheduleSettings(1.0, 0.0, 0.0, 0).coef(0) == 0.0
+    with pytest.raises(ConfigError, match="--distill_initial must be >= 0"):
+        build_config("SimpleDoorKey", {"distill_initial": -1.0})
 
 
 def test_coarse_view_counts_codes_per_block():
@@ -161,7 +161,8 @@ def test_coarse_view_counts_codes_per_block():
 
 
 def test_checkpoints_of_another_architecture_are_refused(tmp_path):
-    from utils.checkpoint import CheckpointError, check_compatible
+    from algos.model import check_compatible
+    from utils.checkpoint import CheckpointError
     meta = {"task": "SimpleDoorKey", "model_config": {"architecture": 1, "obs_shape": [4, 10, 10], "num_actions": 7}}
     with pytest.raises(CheckpointError, match="another version of the student network"):
         check_compatible(meta, "SimpleDoorKey", (4, 10, 10), 7, tmp_path / "acmodel.pt")

@@ -51,20 +51,3 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(payload, dict) or "model" not in payload or "meta" not in payload:
         raise CheckpointError(f"{path} is not an LLM4Teach checkpoint (no model/meta entries)")
     return payload
-
-
-def check_compatible(meta: dict, task: str, obs_shape: tuple, num_actions: int, path: Path) -> None:
-    """Refuse a checkpoint made for another task or observation/action shape."""
-    if meta.get("task", "").lower() != task.lower():
-        raise CheckpointError(f"checkpoint {path} was trained on {meta.get('task')}, not {task}: "
-                              f"pass --task {meta.get('task')} or another --loaddir")
-    model = meta.get("model_config", {})
-    from algos.model import ARCHITECTURE_VERSION
-    if model.get("architecture") != ARCHITECTURE_VERSION:
-        raise CheckpointError(f"checkpoint {path} was made by another version of the student network "
-                              f"(architecture {model.get('architecture')}, this code has {ARCHITECTURE_VERSION}); "
-                              f"retrain it with this version")
-    if tuple(model.get("obs_shape", ())) != tuple(obs_shape) or model.get("num_actions") != num_actions:
-        raise CheckpointError(f"checkpoint {path} expects observations {model.get('obs_shape')} and "
-                              f"{model.get('num_actions')} actions, this run has {list(obs_shape)} and "
-                              f"{num_actions} (different --frame_stack?)")

@@ -1,105 +1,58 @@
-"""Command-line parser, generated from :class:`utils.config.RunConfig` so that every setting is a flag."""
+"""Command-line flags generated from the settings tree (:mod:`utils.config`), and the README's flag tables.
+
+The subcommands themselves are assembled in ``main.py``; this module only knows settings and argparse.
+"""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 
-from utils.config import CONFIG_DIR, RunConfig, config_fields, read_yaml
+from utils.config import SETTINGS
 
-GROUP_TITLES = {"run": "run and output", "task": "task", "training": "student and PPO",
-                "teacher": "teacher (LLM4Teach)", "evaluation": "evaluation, logging, checkpoints"}
-EVAL_GROUPS = ("run", "task", "teacher", "evaluation")
-
-
-def _scalar_type(f: dataclasses.Field):
-    hint = typing.get_type_hints(RunConfig)[f.name]
-    for candidate in (bool, int, float, str):
-        if candidate is hint or candidate in typing.get_args(hint):
-            return candidate
-    return str
+SECTION_TITLES = {"run": "run and output", "env": "environments", "student": "student network",
+                  "ppo": "PPO", "schedule": "distillation schedule", "teacher": "teacher (LLM4Teach)",
+                  "llm": "live LLM teacher (--planner llm)", "eval": "evaluation, logging, checkpoints"}
+# The published code's flags, kept as aliases so its README's commands run unchanged.
+PAPER_ALIASES = {"soft_planner": ("same as --teacher soft (the published code's flag)", {"teacher": "soft"}),
+                 "offline_planner": ("same as --planner recorded (the published code's flag; recorded is "
+                                     "already the default)", {"planner": "recorded"})}
 
 
-def add_config_flags(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
-    """Add one flag per RunConfig field in ``groups``; unset flags stay None so config files decide."""
-    defaults = read_yaml(CONFIG_DIR / "defaults.yaml")
-    sections = {name: parser.add_argument_group(GROUP_TITLES[name]) for name in groups}
-    for f in config_fields():
-        meta = f.metadata
-        if meta.get("group") not in groups or meta.get("cli") is False:
+def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...]) -> None:
+    """One flag per setting of ``sections``; unset flags stay None so the task's config file decides."""
+    groups = {name: parser.add_argument_group(SECTION_TITLES[name]) for name in sections}
+    for spec in SETTINGS.values():
+        if spec.section not in sections or not spec.meta["cli"]:
             continue
-        help_text = meta.get("help", "")
-        if f.name in defaults:
-            help_text += f" (default: {defaults[f.name]})"
-        elif f.default not in (None, dataclasses.MISSING) and not meta.get("flag"):
-            help_text += f" (default: {f.default})"
-        elif f.default_factory is not dataclasses.MISSING:
-            help_text += f" (default: {' '.join(map(str, f.default_factory()))})"
+        default = " ".join(map(str, spec.default)) if spec.is_list else spec.default
+        shown = default not in (None, False, "")
+        help_text = spec.help + (f" (default: {default})" if shown else "")
         kwargs: dict = {"help": help_text, "default": None}
-        if meta.get("flag"):
+        if spec.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif "nargs" in meta:
-            kwargs.update(nargs=meta["nargs"], type=meta["type"], metavar="N")
+        elif spec.is_list:
+            kwargs.update(nargs=spec.meta["nargs"], type=int, metavar="N")
         else:
-            kwargs["type"] = _scalar_type(f)
-            if "choices" in meta:
-                kwargs["choices"] = meta["choices"]
-        sections[meta["group"]].add_argument(f"--{f.name}", **kwargs)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``main.py`` parser with its ``train`` and ``eval`` subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,bench,sweep,report}")
-    train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
-                                description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
-                                            "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
-    add_config_flags(train, tuple(GROUP_TITLES))
-    evaluate = commands.add_parser("eval", help="evaluate a trained student, or the teacher alone",
-                                   description="Evaluate a student (--loaddir) or the teacher alone "
-                                               "(--eval_teacher); prints mean return, mean length and success "
-                                               "rate and writes results JSON and a GIF into --savedir.")
-    add_config_flags(evaluate, EVAL_GROUPS)
-    cache = commands.add_parser("cache", help="export/import the LLM answer cache as recorded-plans JSON",
-                                description="Share or replay a live LLM's answers: 'export' writes the cached "
-                                            "answers of a task in the recorded-plans format (usable with "
-                                            "--planner recorded --recorded_plans FILE); 'import' pre-fills a "
-                                            "cache from such a file so --planner llm replays it without calls.")
-    cache.add_argument("action", choices=("export", "import"), help="direction")
-    cache.add_argument("--task", default="SimpleDoorKey", help="task whose sentences are exported/imported")
-    cache.add_argument("--cache", required=True, help="answer cache file (SQLite), e.g. log/llm_cache.sqlite")
-    cache.add_argument("--json", required=True, help="recorded-plans JSON file to write or read")
-    cache.add_argument("--table", default=None, help="import: table of the JSON file (default: the task's)")
-    cache.add_argument("--llm_model", default=None, help="model the answers belong to (default from configs)")
-    cache.add_argument("--llm_temperature", type=float, default=None, help="sampling temperature of the answers")
-    cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
-    cache.add_argument("--all_settings", action="store_true",
-                       help="export: include answers of every model/prompt/sampling setting")
-    from bench import throughput
-    bench = commands.add_parser("bench", help="throughput: env, teacher and training loop steps/s",
-                                description=throughput.__doc__.split("\n\n")[0])
-    throughput.add_arguments(bench)
-    from bench import sweep
-    sweep_parser = commands.add_parser("sweep", help="tasks x methods x seeds under a step budget, in parallel",
-                                       description=sweep.__doc__.split("\n\n")[0])
-    sweep.add_arguments(sweep_parser)
-    from bench import report
-    report_parser = commands.add_parser("report", help="figures and tables from a sweep",
-                                        description=report.__doc__.split("\n\n")[0])
-    report.add_arguments(report_parser)
-    return parser
+            kwargs["type"] = spec.type
+            if spec.meta["choices"]:
+                kwargs["choices"] = spec.meta["choices"]
+        groups[spec.section].add_argument(f"--{spec.flag}", **kwargs)
+    if "teacher" in sections:
+        for name, (help_text, _) in PAPER_ALIASES.items():
+            groups["teacher"].add_argument(f"--{name}", action="store_true", help=help_text)
 
 
 def cli_values(args: argparse.Namespace) -> dict:
-    """The config fields given on the command line (None = not given)."""
-    names = {f.name for f in config_fields()}
-    return {k: v for k, v in vars(args).items() if k in names}
+    """The settings given on the command line, by flag name (None = not given); aliases expanded."""
+    given = vars(args)
+    values = {name: given[name] for name in SETTINGS if name in given}
+    for alias, (_, meaning) in PAPER_ALIASES.items():
+        if given.get(alias):
+            values.update(meaning)
+    return values
 
 
-def flags_markdown() -> str:
-    """The README's flag reference: one table per subcommand, generated from the parser."""
-    parser = build_parser()
+def flags_markdown(parser: argparse.ArgumentParser) -> str:
+    """The README's flag reference: one table per subcommand of ``parser``."""
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     lines = []
     for name, sub in subparsers.choices.items():
@@ -118,7 +71,3 @@ def flags_markdown() -> str:
                 lines.append(f"| `{action.dest}` (positional) {{{','.join(action.choices)}}} | {action.help} |")
         lines.append("")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(flags_markdown())
