@@ -6,6 +6,7 @@ import json
 import pytest
 
 import main
+from utils.config import RunConfig
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
                                 reason="stable-baselines3 is not installed (pip install -r requirements-sb3.txt)")
@@ -19,10 +20,11 @@ def test_sb3_ppo_writes_what_our_runs_write_and_is_reported_like_them(tmp_path, 
     row = next(csv.DictReader((tmp_path / "sweeps" / "s" / "runs.csv").open()))
     run_dir = tmp_path / "ppo" / "simpledoorkey" / "s" / "sb3_ppo" / "seed0"
     assert row["method"] == "sb3_ppo" and int(row["env_steps"]) == 2048
-    config = json.loads((run_dir / "config.json").read_text())
+    document = json.loads((run_dir / "config.json").read_text())
+    config = RunConfig.from_json(document).flat()
     # RL-Zoo's MiniGrid settings, stated in the run's own settings
     assert (config["num_envs"], config["num_steps"], config["update_epochs"], config["lr"]) == (8, 128, 10, 2.5e-4)
-    assert config["sb3"]["batch_size"] == 64 and config["sb3"]["n_steps"] == 128 and config["teacher"] == "none"
+    assert document["sb3"]["batch_size"] == 64 and document["sb3"]["n_steps"] == 128 and config["teacher"] == "none"
     curve = list(csv.DictReader((run_dir / "eval_curve.csv").open()))
     assert [int(r["env_steps"]) for r in curve] == [1024, 2048], "evaluated after each 8 x 128-step update"
     summary = json.loads((run_dir / "summary.json").read_text())
