@@ -250,7 +250,11 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
     sections = [f"# Sweep '{name}'", "",
                 f"Sweep started at commit {settings.get('commit', 'unknown')}"
                 + (f"; teachers alone measured at {', '.join(commits)}" if commits else "") + ".",
-                f"Machine: {json.dumps(settings.get('machine', {}))}.", ""]
+                f"Machine: {json.dumps(settings.get('machine', {}))}.", "", "Methods:", ""]
+    from bench.sweep import METHOD_NOTES
+    for method in sorted({r["method"] for r in runs}, key=_method_rank):
+        sections.append(f"* `{method}`: {METHOD_NOTES.get(method, 'not a named sweep method')}")
+    sections.append("")
     for task in sorted({r["task"] for r in runs}):
         figure = plot_task(runs, teachers, task, out / f"{task.lower()}.png")
         budgets = ", ".join(f"{r['method']} {_steps(r['budget'])}" for r in rows if r["task"] == task)

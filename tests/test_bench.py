@@ -146,3 +146,25 @@ def test_llm_cost_counts_calls_then_replays_from_the_cache():
     assert second["http_requests"] == 0 and second["cache_hits"] == first["http_requests"]
     assert second["llm_seconds"] == 0 and first["env_steps"] == second["env_steps"] > 0
     assert "| same cache |" in format_rows("SimpleDoorKey", 0.0, [first, second])
+
+
+def test_the_final_sweep_file_fixes_budgets_and_one_evaluation_interval(tmp_path, capsys):
+    from bench.sweep import load_plan_file, make_specs
+    name, plan = load_plan_file(str(Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "final.yaml"))
+    specs = {(s.task, s.method, s.seed): dict(s.overrides) for s in make_specs(plan, None)}
+    assert name == "final" and len(plan.seeds) >= 5
+    for task, budget in plan.budgets.items():
+        for method in plan.methods:
+            values = specs[(task, method, plan.seeds[0])]
+            assert values["total_steps"] == (5 * budget if method in ("ppo", "sb3_ppo") else budget)
+            steps_per_iteration = 8 * 128 if method == "sb3_ppo" else 16 * 64
+            assert values["eval_interval"] * steps_per_iteration == plan.eval_every_steps == 2048
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: {SimpleDoorKey: {budget: 1000}}\nmethods: [hard]\nseeds: [0]\neval_every_steps: 1000\n")
+    assert main.main(["sweep", "--config", str(bad), "--logdir", str(tmp_path)]) == 2
+    assert "not a multiple of SimpleDoorKey/hard's 1024 env steps" in capsys.readouterr().err
+    bad.write_text("tasks: {SimpleDoorKey: {budget: 1000}}\nmethods: [hard]\nseeds: [0]\nbudget_rule: 5\n")
+    assert main.main(["sweep", "--config", str(bad), "--logdir", str(tmp_path)]) == 2
+    assert "unknown keys: budget_rule" in capsys.readouterr().err
+    assert main.main(["sweep", "--config", str(bad), "--total_steps", "5", "--logdir", str(tmp_path)]) == 2
+    assert not (tmp_path / "sweeps").exists()
