@@ -87,7 +87,7 @@ def step_ratio_claim(task: str, claim: str, slow: list[dict], fast: list[dict], 
                      else "unbounded")
     return Claim(task, claim, f"{slow_name} / {fast_name}", "env steps to 0.9, ratio of medians "
                  f"({_steps_text(median_x)} / {_steps_text(median_y)})", estimate, interval_text, interval.kind,
-                 f"Mann-Whitney U one-sided ({slow_name} > {fast_name})", test.p_value, f"{len(x)} vs {len(y)}",
+                 f"{test.name}, one-sided ({slow_name} > {fast_name})", test.p_value, f"{len(x)} vs {len(y)}",
                  "; ".join(notes))
 
 
@@ -102,7 +102,7 @@ def success_claim(task: str, claim: str, better: np.ndarray, worse: np.ndarray, 
     return Claim(task, claim, f"{better_name} - {worse_name}",
                  f"{what}, difference of medians ({np.median(better):.3f} - {np.median(worse):.3f})",
                  f"{difference:+.3f}", interval_text, interval.kind,
-                 f"Mann-Whitney U one-sided ({better_name} > {worse_name})", test.p_value,
+                 f"{test.name}, one-sided ({better_name} > {worse_name})", test.p_value,
                  f"{len(better)} vs {len(worse)}")
 
 

@@ -64,6 +64,22 @@ def test_mann_whitney_on_clearly_separated_samples():
     assert result.statistic == 25 and result.p_value == pytest.approx(1 / math.comb(10, 5))
     assert stats.mann_whitney(low, high, "greater").p_value == pytest.approx(1.0)
     assert stats.mann_whitney([1, 1, 1], [1, 1, 1]).p_value == 1.0
+    assert result.name == "Mann-Whitney U (exact)"
+
+
+def test_mann_whitney_stays_exact_with_ties_and_matches_scipy_without():
+    from scipy.stats import mannwhitneyu
+    # Three runs censored at one budget against three that reached: 1 split of 20 is as extreme.
+    censored = stats.mann_whitney([100, 100, 100], [8, 8, 10], "greater")
+    assert censored.p_value == pytest.approx(1 / 20), "not the normal approximation's 0.023"
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1, 1, 6), rng.normal(0, 1, 5)
+    for alternative in ("greater", "less", "two-sided"):
+        ours = stats.mann_whitney(a, b, alternative)
+        theirs = mannwhitneyu(a, b, alternative=alternative, method="exact")
+        assert ours.p_value == pytest.approx(theirs.pvalue) and ours.statistic == theirs.statistic
+    big = stats.mann_whitney(np.arange(20.0) + 5, np.arange(20.0))
+    assert big.name == "Mann-Whitney U (normal approximation)" and big.p_value < 0.05
 
 
 def test_u_null_distribution_matches_enumeration():
