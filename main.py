@@ -1,4 +1,4 @@
-"""LLM4Teach command line: ``python main.py train|eval [flags]`` (``--help`` on each lists every flag)."""
+"""LLM4Teach command line: ``python main.py train|eval|export [flags]`` (``--help`` on each lists every flag)."""
 from __future__ import annotations
 
 import contextlib
@@ -185,6 +185,50 @@ def cache_command(args) -> int:
     return 0
 
 
+def export_command(args) -> int:
+    """Write the student of --loaddir as ONNX and check onnxruntime against torch on recorded observations."""
+    import numpy as np
+    from algos.export import check_export, export_onnx, load_student, record_observations
+    from envs import get_task
+    if args.num_obs <= 0 or args.tolerance < 0:
+        raise UsageError("--num_obs must be positive and --tolerance >= 0")
+    task = get_task(args.task).name
+    load_dir = Path(args.logdir) / "ppo" / task.lower() / args.loaddir
+    checkpoint = load_dir / args.loadmodel
+    if not checkpoint.exists():
+        seeds = sorted(p.parent.name for p in load_dir.glob(f"seed*/{args.loadmodel}"))
+        if seeds:
+            raise UsageError(f"{load_dir} holds {len(seeds)} seed runs; export one of them, e.g. "
+                             f"--loaddir {args.loaddir}/{seeds[0]}")
+    import torch
+    torch.set_num_threads(1)  # batch-1 forwards: more threads only add synchronisation (badly so on a busy CPU)
+    model, meta = load_student(checkpoint, task)
+    frame_stack = int(meta.get("frame_stack", 1))
+    recording = record_observations(task, model, frame_stack, args.num_obs, args.seed)
+    out = Path(args.out) if args.out else checkpoint.parent / "student.onnx"
+    metadata = {"task": task, "frame_stack": frame_stack, "model_config": meta["model_config"],
+                "iteration": meta.get("iteration"), "env_steps": meta.get("env_steps"),
+                "checkpoint": str(checkpoint)}
+    staging = out.with_name(out.name + ".unchecked")  # becomes ``out`` only once it passed the check
+    try:
+        export_onnx(model, recording.obs, staging, metadata)
+        result = check_export(model, staging, recording, args.tolerance)
+        if result.ok:
+            staging.replace(out)
+    finally:
+        staging.unlink(missing_ok=True)
+    kind = "recurrent, state in/out" if model.recurrent else "feed-forward"
+    verdict = (f"onnxruntime vs torch on {result.observations} recorded observations: max |p_onnx - p_torch| = "
+               f"{result.max_difference:.1e} (tolerance {args.tolerance:g})")
+    if not result.ok:
+        print(f"export: MISMATCH, nothing written | {verdict}")
+        return 1
+    np.savez_compressed(out.with_suffix(".check.npz"), obs=recording.obs, episode_starts=recording.starts,
+                        action_probs=result.torch_probs)
+    print(f"export: {out} ({kind}, {out.stat().st_size / 1024:.0f} KiB) | {verdict} | ok")
+    return 0
+
+
 def _bench_module(command: str):
     import importlib
     return importlib.import_module({"bench": "bench.throughput", "sweep": "bench.sweep",
@@ -205,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "cache":
             return cache_command(args)
+        if args.command == "export":
+            return export_command(args)
         if args.command in ("bench", "sweep", "report"):
             try:
                 return _bench_module(args.command).main(args)

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``main.py`` parser with its ``train`` and ``eval`` subcommands."""
     parser = argparse.ArgumentParser(
         prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,bench,sweep,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,export,bench,sweep,report}")
     train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
                                 description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
                                             "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
@@ -76,6 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
     cache.add_argument("--all_settings", action="store_true",
                        help="export: include answers of every model/prompt/sampling setting")
+    export = commands.add_parser("export", help="write a trained student as ONNX and check it with onnxruntime",
+                                 description="Write the student of --loaddir as ONNX (observations -> action "
+                                             "probabilities; the recurrent student's LSTM state is an input and "
+                                             "an output) and check that onnxruntime gives torch's probabilities "
+                                             "on observations recorded by running the env with the student. "
+                                             "Prints one line; exit code 1 on a mismatch.")
+    export.add_argument("--task", default="SimpleDoorKey", help="task the student was trained on")
+    export.add_argument("--loaddir", required=True, help="run folder under <logdir>/ppo/<task>/ holding the student "
+                                                         "(for a multi-seed run: NAME/seed<k>)")
+    export.add_argument("--loadmodel", default="acmodel.pt", help="checkpoint file name in --loaddir")
+    export.add_argument("--logdir", default="log", help="root of all run folders")
+    export.add_argument("--out", default=None, help="ONNX file to write (default: student.onnx beside the "
+                                                    "checkpoint); the check's recorded observations, episode starts "
+                                                    "and torch probabilities go beside it as <name>.check.npz")
+    export.add_argument("--num_obs", type=int, default=100, help="recorded observations the check replays")
+    export.add_argument("--tolerance", type=float, default=1e-5,
+                        help="largest allowed difference between onnxruntime's and torch's probabilities")
+    export.add_argument("--seed", type=int, default=0, help="seed of the env layouts and the student's actions "
+                                                            "while recording")
     from bench import throughput
     bench = commands.add_parser("bench", help="throughput: env, teacher and training loop steps/s",
                                 description=throughput.__doc__.split("\n\n")[0])
