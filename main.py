@@ -229,8 +229,10 @@ def export_command(args) -> int:
     return 0
 
 
-def _bench_module(command: str):
+def _bench_module(command: str, args=None):
     import importlib
+    if command == "bench" and getattr(args, "latency", False):
+        return importlib.import_module("bench.latency")
     return importlib.import_module({"bench": "bench.throughput", "sweep": "bench.sweep",
                                     "report": "bench.report"}[command])
 
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             return export_command(args)
         if args.command in ("bench", "sweep", "report"):
             try:
-                return _bench_module(args.command).main(args)
+                return _bench_module(args.command, args).main(args)
             except ValueError as err:  # bad sweep/report settings
                 raise UsageError(str(err)) from None
         config = build_config(args.task or "SimpleDoorKey", cli_values(args))

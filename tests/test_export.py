@@ -1,5 +1,6 @@
-"""The deployed student: ONNX export through main.py, onnxruntime against torch."""
+"""The deployed student: ONNX export through main.py, onnxruntime against torch, and the latency bench."""
 import re
+import time
 
 import numpy as np
 import pytest
@@ -82,3 +83,29 @@ def test_missing_checkpoint_is_a_one_line_usage_error(tmp_path, capsys):
     assert main.main(["export", "--logdir", str(tmp_path), "--loaddir", "multi"]) == 2
     err = capsys.readouterr().err.strip()
     assert "2 seed runs" in err and "--loaddir multi/seed0" in err and len(err.splitlines()) == 1
+
+
+def test_latency_bench_smoke(capsys):
+    start = time.perf_counter()
+    assert main.main(["bench", "--latency", "--smoke"]) == 0
+    assert time.perf_counter() - start < 20
+    out = capsys.readouterr().out
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 5 and cells[0] not in ("decision maker", "---"):
+            rows[cells[0]] = cells
+    seconds = {name: _seconds(cells[1]) for name, cells in rows.items()}
+    assert len(rows) == 10 and all(s > 0 for s in seconds.values())
+    assert rows["student, onnxruntime, 1 thread"][4] == "1"
+    llm = next(name for name in rows if "new sentence: one request" in name)
+    assert seconds[llm] >= 0.02, "the fake LLM's latency is inside the timed decision"
+    cached = next(name for name in rows if "on-disk cache" in name)
+    assert seconds[cached] < seconds[llm], "no request when the answer is on disk (the bench counts them)"
+    stated = next(name for name in rows if "stated" in name)
+    assert seconds[stated] == pytest.approx(64 / 18, rel=1e-2) and "arXiv:2401.10774" in out
+
+
+def _seconds(text: str) -> float:
+    value, unit = text.split()
+    return float(value) * {"s": 1.0, "ms": 1e-3, "us": 1e-6}[unit]

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="throughput: env, teacher and training loop steps/s",
                                 description=throughput.__doc__.split("\n\n")[0])
     throughput.add_arguments(bench)
+    from bench import latency
+    latency.add_arguments(bench)
     from bench import sweep
     sweep_parser = commands.add_parser("sweep", help="tasks x methods x seeds under a step budget, in parallel",
                                        description=sweep.__doc__.split("\n\n")[0])
