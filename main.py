@@ -215,6 +215,10 @@ def export_command(args) -> int:
         result = check_export(model, staging, recording, args.tolerance)
         if result.ok:
             staging.replace(out)
+            np.savez_compressed(out.with_suffix(".check.npz"), obs=recording.obs, episode_starts=recording.starts,
+                                action_probs=result.torch_probs)
+    except OSError as err:
+        raise UsageError(f"cannot write {out}: {err.strerror or err} (choose another --out)") from None
     finally:
         staging.unlink(missing_ok=True)
     kind = "recurrent, state in/out" if model.recurrent else "feed-forward"
@@ -223,8 +227,6 @@ def export_command(args) -> int:
     if not result.ok:
         print(f"export: MISMATCH, nothing written | {verdict}")
         return 1
-    np.savez_compressed(out.with_suffix(".check.npz"), obs=recording.obs, episode_starts=recording.starts,
-                        action_probs=result.torch_probs)
     print(f"export: {out} ({kind}, {out.stat().st_size / 1024:.0f} KiB) | {verdict} | ok")
     return 0
 
