@@ -1,4 +1,4 @@
-"""LLM4Teach command line: ``python main.py train|eval [flags]`` (``--help`` on each lists every flag)."""
+"""LLM4Teach command line: ``python main.py train|eval|export [flags]`` (``--help`` on each lists every flag)."""
 from __future__ import annotations
 
 import argparse
@@ -25,10 +25,10 @@ EVAL_SECTIONS = ("run", "teacher", "llm", "eval")
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``main.py`` parser: train and eval (flags generated from the settings tree), cache, bench, sweep, report."""
-    from bench import report, sweep, throughput
+    from bench import latency, report, sweep, throughput
     parser = argparse.ArgumentParser(
         prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,bench,sweep,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,export,bench,sweep,report}")
     train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
                                 description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
                                             "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
@@ -53,11 +53,32 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
     cache.add_argument("--all_settings", action="store_true",
                        help="export: include answers of every model/prompt/sampling setting")
+    export = commands.add_parser("export", help="write a trained student as ONNX and check it with onnxruntime",
+                                 description="Write the student of --loaddir as ONNX (observations -> action "
+                                             "probabilities; the recurrent student's LSTM state is an input and "
+                                             "an output) and check that onnxruntime gives torch's probabilities "
+                                             "on observations recorded by running the env with the student. "
+                                             "Prints one line; exit code 1 on a mismatch.")
+    export.add_argument("--task", default="SimpleDoorKey", help="task the student was trained on")
+    export.add_argument("--loaddir", required=True, help="run folder under <logdir>/ppo/<task>/ holding the student "
+                                                         "(for a multi-seed run: NAME/seed<k>)")
+    export.add_argument("--loadmodel", default="acmodel.pt", help="checkpoint file name in --loaddir")
+    export.add_argument("--logdir", default="log", help="root of all run folders")
+    export.add_argument("--out", default=None, help="ONNX file to write (default: student.onnx beside the "
+                                                    "checkpoint); the check's recorded observations, episode starts "
+                                                    "and torch probabilities go beside it as <name>.check.npz")
+    export.add_argument("--num_obs", type=int, default=100, help="recorded observations the check replays")
+    export.add_argument("--tolerance", type=float, default=1e-5,
+                        help="largest allowed difference between onnxruntime's and torch's probabilities")
+    export.add_argument("--seed", type=int, default=0, help="seed of the env layouts and the student's actions "
+                                                            "while recording")
     for name, module, help_text in (("bench", throughput, "throughput: env, teacher and training loop steps/s"),
                                     ("sweep", sweep, "tasks x methods x seeds under a step budget, in parallel"),
                                     ("report", report, "figures and tables from a sweep")):
         sub = commands.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
         module.add_arguments(sub)
+        if name == "bench":
+            latency.add_arguments(sub)
     return parser
 
 
@@ -231,8 +252,56 @@ def cache_command(args) -> int:
     return 0
 
 
-def _bench_module(command: str):
+def export_command(args) -> int:
+    """Write the student of --loaddir as ONNX and check onnxruntime against torch on recorded observations."""
+    import numpy as np
+    from algos.export import check_export, export_onnx, load_student, record_observations
+    from envs import get_task
+    if args.num_obs <= 0 or args.tolerance < 0:
+        raise UsageError("--num_obs must be positive and --tolerance >= 0")
+    task = get_task(args.task).name
+    load_dir = Path(args.logdir) / "ppo" / task.lower() / args.loaddir
+    checkpoint = load_dir / args.loadmodel
+    if not checkpoint.exists():
+        seeds = sorted(p.parent.name for p in load_dir.glob(f"seed*/{args.loadmodel}"))
+        if seeds:
+            raise UsageError(f"{load_dir} holds {len(seeds)} seed runs; export one of them, e.g. "
+                             f"--loaddir {args.loaddir}/{seeds[0]}")
+    import torch
+    torch.set_num_threads(1)  # batch-1 forwards: more threads only add synchronisation (badly so on a busy CPU)
+    model, meta = load_student(checkpoint, task)
+    frame_stack = int(meta.get("frame_stack", 1))
+    recording = record_observations(task, model, frame_stack, args.num_obs, args.seed)
+    out = Path(args.out) if args.out else checkpoint.parent / "student.onnx"
+    metadata = {"task": task, "frame_stack": frame_stack, "model_config": meta["model_config"],
+                "iteration": meta.get("iteration"), "env_steps": meta.get("env_steps"),
+                "checkpoint": str(checkpoint)}
+    staging = out.with_name(out.name + ".unchecked")  # becomes ``out`` only once it passed the check
+    try:
+        export_onnx(model, recording.obs, staging, metadata)
+        result = check_export(model, staging, recording, args.tolerance)
+        if result.ok:
+            staging.replace(out)
+            np.savez_compressed(out.with_suffix(".check.npz"), obs=recording.obs, episode_starts=recording.starts,
+                                action_probs=result.torch_probs)
+    except OSError as err:
+        raise UsageError(f"cannot write {out}: {err.strerror or err} (choose another --out)") from None
+    finally:
+        staging.unlink(missing_ok=True)
+    kind = "recurrent, state in/out" if model.recurrent else "feed-forward"
+    verdict = (f"onnxruntime vs torch on {result.observations} recorded observations: max |p_onnx - p_torch| = "
+               f"{result.max_difference:.1e} (tolerance {args.tolerance:g})")
+    if not result.ok:
+        print(f"export: MISMATCH, nothing written | {verdict}")
+        return 1
+    print(f"export: {out} ({kind}, {out.stat().st_size / 1024:.0f} KiB) | {verdict} | ok")
+    return 0
+
+
+def _bench_module(command: str, args=None):
     import importlib
+    if command == "bench" and getattr(args, "latency", False):
+        return importlib.import_module("bench.latency")
     return importlib.import_module({"bench": "bench.throughput", "sweep": "bench.sweep",
                                     "report": "bench.report"}[command])
 
@@ -251,9 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "cache":
             return cache_command(args)
+        if args.command == "export":
+            return export_command(args)
         if args.command in ("bench", "sweep", "report"):
             try:
-                return _bench_module(args.command).main(args)
+                return _bench_module(args.command, args).main(args)
             except ValueError as err:  # bad sweep/report settings
                 raise UsageError(str(err)) from None
         config = build_config(args.task or "SimpleDoorKey", cli_values(args))
