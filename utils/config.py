@@ -119,8 +119,21 @@ class RunConfig:
     llm_temperature: float | None = _opt("--planner llm: sampling temperature", "teacher")
     llm_samples: int | None = _opt("--planner llm: answers asked per new sentence; their plan frequencies "
                                    "are the plan probabilities", "teacher")
-    llm_timeout: float | None = _opt("--planner llm: seconds allowed per HTTP request", "teacher")
-    llm_max_retries: int | None = _opt("--planner llm: retries on connection errors, 429 and 5xx", "teacher")
+    llm_timeout: float | None = _opt("--planner llm: deadline in seconds for one question to the server: "
+                                     "connecting, every read, retries and their waits", "teacher")
+    llm_max_retries: int | None = _opt("--planner llm: retries on timeouts, dropped connections, 408, 429 and "
+                                       "5xx (within --llm_timeout)", "teacher")
+    llm_on_outage: str | None = _opt("--planner llm: when a server that has answered fails mid-run: fallback = "
+                                     "answer from the recorded plans and ask again later; stop = save the "
+                                     "checkpoint and exit (code 3)", "teacher", choices=("fallback", "stop"))
+    llm_outage_budget: float | None = _opt("--planner llm: most seconds spent waiting on a failing server per "
+                                           "outage; once spent, the rest of the run answers from the recorded "
+                                           "plans (--llm_on_outage fallback)", "teacher")
+    llm_offline: bool | None = _opt("--planner llm: replay the answer cache without a server; sentences not in "
+                                    "it follow --llm_on_outage (fallback answers them from the recorded plans, "
+                                    "stop is an error)", "teacher", flag=True)
+    llm_max_answer_chars: int | None = _opt("--planner llm: longest answer accepted, in characters; longer "
+                                            "answers count as unparseable and are never cached", "teacher")
     llm_max_concurrency: int | None = _opt("--planner llm: most requests in flight at once", "teacher")
     llm_max_reasks: int | None = _opt("--planner llm: rounds of re-asking unparseable answers", "teacher")
     llm_cache: str | None = _opt("--planner llm: answer cache (SQLite); default <logdir>/llm_cache.sqlite",
@@ -150,7 +163,7 @@ class RunConfig:
 
 
 POSITIVE_INTS = ("num_envs", "frame_stack", "hidden_size", "n_itr", "num_steps", "update_epochs", "num_minibatches",
-                 "num_eval", "llm_samples", "llm_max_concurrency", "stall_limit")
+                 "num_eval", "llm_samples", "llm_max_concurrency", "stall_limit", "llm_max_answer_chars")
 NON_NEGATIVE = ("ego_size", "eval_interval", "save_interval", "log_interval", "num_videos", "distill_off_after",
                 "distill_initial", "distill_decay", "distill_floor", "ent_coef", "vf_coef", "torch_threads",
                 "llm_max_retries", "llm_max_reasks")
@@ -215,6 +228,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"--total_steps must be a positive number, got {config.total_steps}")
     if not 0 < config.gamma <= 1 or not 0 <= config.gae_lambda <= 1:
         raise ConfigError("--gamma must be in (0, 1] and --gae_lambda in [0, 1]")
+    for name in ("llm_timeout", "llm_outage_budget"):
+        if not 0 < getattr(config, name) < float("inf"):
+            raise ConfigError(f"--{name} must be a positive number of seconds, got {getattr(config, name)}")
     if config.lr <= 0:
         raise ConfigError(f"--lr must be positive, got {config.lr}")
     if config.recurrent and config.num_envs < config.num_minibatches:
