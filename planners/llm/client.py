@@ -262,25 +262,6 @@ class ChatCompletionsClient:
             )
         return answers[:n]
 
-    def check_reachable(self) -> None:
-        """Fail fast, with the one-line error, if nothing answers at the server's address.
-
-        Sends ``GET /v1/models`` (cheap; no generation). Any HTTP answer, even 404 from a server without
-        that route, counts as reachable; only connection failures and timeouts raise.
-        """
-        models_url = self.url[: -len("/chat/completions")] + "/models"
-        wait = min(self.timeout, _CONNECT_TIMEOUT_CAP)
-        hint = "check that the server is running and that --llm_url is right"
-        try:
-            exchange("GET", models_url, headers=self._headers(), deadline=time.monotonic() + wait,
-                     max_body=1 << 20, connect_timeout=wait)
-        except ConnectFailed as exc:
-            raise self._fail(LLMTransientError, str(exc), hint) from None
-        except (DeadlineExceeded, ConnectionLost):
-            raise self._fail(LLMTransientError, f"no answer to GET /v1/models within {wait:g}s", hint) from None
-        except BodyTooLarge:
-            pass  # something answered
-
     # ----------------------------------------------------------------- helpers
 
     def _ask_with_n(self, messages: list[dict], n: int, deadline: float, budget: float) -> list[str]:
