@@ -181,3 +181,16 @@ def test_offline_without_a_cache_file_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "no cache at" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ppo").exists()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--llm_url", "htp://localhost:8000"], "--llm_url 'htp://localhost:8000' is not usable"),
+    (["--llm_timeout", "0"], "--llm_timeout must be a positive number of seconds"),
+    (["--llm_outage_budget", "nan"], "--llm_outage_budget must be a positive number of seconds"),
+    (["--llm_max_answer_chars", "0"], "--llm_max_answer_chars must be a positive number"),
+])
+def test_bad_llm_settings_are_one_line_errors(tmp_path, capsys, flags, expected):
+    code = main.main(train_args("http://127.0.0.1:9", tmp_path, "x", *flags))
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ppo").exists()
