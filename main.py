@@ -14,6 +14,7 @@ from utils.cli import SECTION_TITLES, add_config_flags, cli_values
 from utils.config import ConfigError, RunConfig, build_config
 
 USAGE_ERROR = 2
+LLM_OUTAGE = 3  # the LLM server failed mid-run and --llm_on_outage stop said to stop
 
 
 class UsageError(Exception):
@@ -116,17 +117,41 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
                 results.append(train_run(config, seed, run_dir, teacher, resume=config.run.resume and run_dir.exists(),
                                          stop=stop))
             except TrainingInterrupted:
-                command = " ".join(["python main.py"] + [a for a in argv if a != "--overwrite"] +
-                                   ([] if "--resume" in argv else ["--resume"]))
-                print(f"stopped by {stop.signal_name}: saved {run_dir / CHECKPOINT_NAME}; resume with: {command}",
-                      file=sys.stderr)
+                print(f"stopped by {stop.signal_name}: saved {run_dir / CHECKPOINT_NAME}; resume with: "
+                      f"{_resume_command(argv)}", file=sys.stderr)
                 return 143 if stop.signal_name == "SIGTERM" else 130
+            except _llm_stops() as err:
+                return _llm_stopped(err, run_dir / CHECKPOINT_NAME, argv)
     for result in results:
         reached = f"{result.steps_to_threshold:,}" if result.steps_to_threshold else "not reached"
         final = f"{result.final_success_rate:.2f}" if result.final_success_rate is not None else "n/a"
+        answers = result.llm
+        llm = (f" | teacher answers: {answers['answers_from_llm']} from the LLM, {answers['answers_from_cache']} "
+               f"from the cache, {answers['answers_from_fallback']} from the fallback" if answers else "")
         print(f"done: {result.run_dir} | {result.env_steps:,} env steps at {result.env_steps_per_second:,.0f}/s"
-              f" | final eval success {final} | env steps to success >= 0.9: {reached}")
+              f" | final eval success {final} | env steps to success >= 0.9: {reached}{llm}")
     return 0
+
+
+def _resume_command(argv: list[str]) -> str:
+    return " ".join(["python main.py"] + [a for a in argv if a != "--overwrite"] +
+                    ([] if "--resume" in argv else ["--resume"]))
+
+
+def _llm_stops() -> tuple:
+    """The LLM failures that end a training run (configuration, outage with --llm_on_outage stop, garbage)."""
+    from planners.llm.client import LLMServerError
+    from planners.llm.source import LLMGarbageError, LLMOutageError
+    return LLMServerError, LLMOutageError, LLMGarbageError
+
+
+def _llm_stopped(err: Exception, checkpoint: Path, argv: list[str]) -> int:
+    """One line for an LLM failure that ended training; exit 3 for an outage, 2 for a setting to fix."""
+    from planners.llm.source import LLMOutageError
+    kept = (f" | the last checkpoint {checkpoint} is kept; once that is fixed, resume with: {_resume_command(argv)}"
+            if checkpoint.exists() else "")
+    print(f"error: {err}{kept}", file=sys.stderr)
+    return LLM_OUTAGE if isinstance(err, LLMOutageError) else USAGE_ERROR
 
 
 @contextlib.contextmanager
@@ -310,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     from envs.registry import TaskUnavailableError, UnknownTaskError
     from planners.llm.cache import CacheCorruptError
     from planners.llm.client import LLMServerError
-    from planners.llm.source import LLMGarbageError
+    from planners.llm.source import LLMGarbageError, LLMOutageError
     from utils.checkpoint import CheckpointError
     bad_input = (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError,
                  CacheCorruptError, LLMServerError, LLMGarbageError)
@@ -334,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     except bad_input as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
+    except LLMOutageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return LLM_OUTAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -65,7 +65,11 @@ def llm_counters(stats: dict | None) -> dict:
         return {}
     return {"llm_calls": stats["llm_calls"], "cache_hits": stats["cache_hits"],
             "cache_misses": stats["cache_misses"], "outage_answers": stats["outage_answers"],
-            "llm_seconds": stats["teacher_seconds"]}
+            "llm_seconds": stats["teacher_seconds"],
+            # where the teacher's answers (one per new sentence) came from
+            "answers_from_llm": stats.get("live_answers", 0), "answers_from_cache": stats["cache_hits"],
+            "answers_from_fallback": stats["outage_answers"],
+            "oversized_answers": stats.get("oversized_answers", 0), "outage_seconds": stats.get("outage_seconds", 0.0)}
 
 
 class Trainer:
@@ -214,8 +218,8 @@ class Trainer:
         counters = llm_counters(self.teacher.stats() if self.teacher else None)
         if counters:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
-                             f"answered from the cache, {counters['cache_misses']} asked live, "
-                             f"{counters['outage_answers']} stand-in answers during outages, "
+                             f"answered from the cache, {counters['answers_from_llm']} by the LLM, "
+                             f"{counters['outage_answers']} by the fallback (outages, offline misses), "
                              f"{counters['llm_seconds']:.1f}s in LLM requests (concurrent ones each counted)")
         elapsed = time.perf_counter() - self.start_time
         result = TrainResult(str(self.run_dir), self.env_steps, self.iteration,
