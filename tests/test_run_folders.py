@@ -149,7 +149,7 @@ def test_a_lock_held_by_another_live_process_refuses_then_is_taken_over_once_it_
         holder.wait(timeout=10)
     assert lock_path(task / "run").exists(), "kill -9 leaves the lock file behind"
     assert train(tmp_path) == 0
-    assert f"taking over the stale lock of {task / 'run'}: pid {holder.pid}" in caplog.text
+    assert f"taking over the stale lock of {task / 'run'}: its owner (pid {holder.pid} on host" in caplog.text
     assert not lock_path(task / "run").exists()
 
 
@@ -341,3 +341,60 @@ def test_sweep_runs_lock_their_folder_and_restart_one_killed_before_its_checkpoi
     assert row["status"] == "done" and row["env_steps"] == 16 and "starting it over" in caplog.text
     assert not (run_dir / "events.out.tfevents.1.old").exists() and (run_dir / "acmodel.pt").exists()
     assert train_one(spec, str(run_dir), 1, str(task))["env_steps"] == 16, "a finished run is resumed, not redone"
+
+
+def test_resume_of_several_seeds_continues_the_started_ones_and_starts_the_others(tmp_path, task, capsys):
+    seeds = ["--seed_list", "0", "1", "--logdir", str(tmp_path)]
+    assert main.main(["train", "--savedir", "multi", *seeds, *TINY]) == 0
+    shutil.rmtree(task / "multi" / "seed1")  # as if interrupted while seed 0 trained
+    capsys.readouterr()
+    assert main.main(["train", "--savedir", "multi", "--resume", *seeds, *TINY, "--n_itr", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("resuming at iteration 1") == 1 and "[SimpleDoorKey seed 1] training 2 iterations" in out
+    iterations = [torch.load(task / "multi" / f"seed{s}" / "acmodel.pt", weights_only=True)["meta"]["iteration"]
+                  for s in (0, 1)]
+    assert iterations == [2, 2]
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from utils.run_folder import FolderLock, RunFolderError
+folder, go, done = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+try:
+    lock = FolderLock(folder)
+    lock.acquire()
+except RunFolderError:
+    print("refused", flush=True)
+else:
+    print("won", flush=True)
+    while not done.exists():  # hold it until every racer has tried
+        time.sleep(0.01)
+    lock.release()
+"""
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_processes_racing_for_a_lock_let_exactly_one_win(tmp_path, stale):
+    import json
+    import socket
+    folder, go, done = tmp_path / "run", tmp_path / "go", tmp_path / "done"
+    if stale:  # a lock file left by a dead process: the racers must not both take it over
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        lock_path(folder).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0}))
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(folder), str(go), str(done)], cwd=PROJECT,
+                               text=True, env={**os.environ, "PYTHONPATH": str(PROJECT)}, stdout=subprocess.PIPE)
+              for _ in range(6)]
+    time.sleep(0.3)
+    go.touch()
+    try:
+        outcomes = sorted(racer.stdout.readline().strip() for racer in racers)
+    finally:
+        done.touch()
+        for racer in racers:
+            racer.wait(timeout=60)
+    assert outcomes == ["refused"] * 5 + ["won"]
+    assert not lock_path(folder).exists()

@@ -192,8 +192,8 @@ class FolderLock:
                 raise RunFolderError(self._busy(owner))  # no flock here: only a dead local pid is provably stale
             if taken and not same_host and owner:
                 raise RunFolderError(self._busy(owner) + f"; if no run is going on there, delete {self.path}")
-            log.warning("taking over the stale lock of %s: %s (%s) is no longer running", self.folder,
-                        f"pid {pid}" if pid else "its owner", _owner_text(owner) if owner else "no owner recorded")
+            log.warning("taking over the stale lock of %s: its owner (%s) is no longer running", self.folder,
+                        _owner_text(owner) if owner else "not recorded")
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(self.owner).encode(), 0)
             os.fsync(fd)
