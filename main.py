@@ -91,31 +91,26 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
     from algos.rollout import StopFlag, TrainingInterrupted
     from algos.trainer import CHECKPOINT_NAME, train_run
     from planners.factory import build_training_teacher
+    from utils.run_folder import RunFolders, check_writable, inside
     if not config.run.savedir:
         raise UsageError(f"train needs --savedir NAME (the run is written to {task_dir(config)}/NAME)")
     if config.run.resume and config.run.overwrite:
         raise UsageError("--resume continues a run and --overwrite starts it over: pass only one")
-    base = task_dir(config) / config.run.savedir
+    base = inside(task_dir(config), config.run.savedir, "--savedir")
+    check_writable(task_dir(config), "--logdir")
     seeds = config.run.seed_list
     run_dirs = [base] if len(seeds) == 1 else [base / f"seed{s}" for s in seeds]
-    for run_dir in run_dirs:
-        if config.run.resume and not (run_dir / CHECKPOINT_NAME).exists():
-            raise UsageError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}")
-        if not config.run.resume and not config.run.overwrite and (run_dir / "config.json").exists():
-            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to start "
-                             f"over, or choose another --savedir")
-    if config.run.overwrite:
-        for run_dir in run_dirs:  # start over: the old run's curves would otherwise mix with the new ones
-            for old in [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json", run_dir / CHECKPOINT_NAME]:
-                old.unlink(missing_ok=True)
+    mode = "resume" if config.run.resume else "overwrite" if config.run.overwrite else "new"
     stop = StopFlag()
     results = []
-    with _stop_on_signals(stop):
-        for seed, run_dir in zip(seeds, run_dirs):
+    # The folders are locked before anything is written and stay locked until the last seed is done.
+    with _stop_on_signals(stop), RunFolders(task_dir(config), run_dirs, CHECKPOINT_NAME) as folders:
+        for seed, run_dir, action in zip(seeds, run_dirs, folders.plan(mode)):
             try:
-                teacher = build_training_teacher(config, seed)
-                results.append(train_run(config, seed, run_dir, teacher, resume=config.run.resume and run_dir.exists(),
-                                         stop=stop))
+                with folders.start(run_dir, action) as replacement:
+                    teacher = build_training_teacher(config, seed)
+                    results.append(train_run(config, seed, run_dir, teacher, resume=action == "resume", stop=stop,
+                                             on_start=replacement.begin, on_save=replacement.saved))
             except TrainingInterrupted:
                 print(f"stopped by {stop.signal_name}: saved {run_dir / CHECKPOINT_NAME}; resume with: "
                       f"{_resume_command(argv)}", file=sys.stderr)
@@ -176,10 +171,12 @@ def _stop_on_signals(stop):
 def eval_command(config: RunConfig) -> int:
     import numpy as np
     from algos.evaluate import evaluation_seeds, run_episodes
+    from utils.run_folder import check_writable, inside
     from utils.video import save_gif
     if not config.eval.eval_teacher and not config.run.loaddir:
         raise UsageError("eval needs --loaddir NAME (a trained run) or --eval_teacher (the teacher alone)")
-    out_dir = task_dir(config) / (config.run.savedir or "eval")
+    out_dir = inside(task_dir(config), config.run.savedir or "eval", "--savedir")
+    check_writable(out_dir, "--logdir")
     seeds = evaluation_seeds(config.run.env_seed_list, config.eval.num_eval, np.random.default_rng())
     targets = [("teacher", None)] if config.eval.eval_teacher else [(path.parent.name, path) for path in _checkpoints(config)]
     summaries = {}
@@ -211,7 +208,14 @@ def eval_command(config: RunConfig) -> int:
 
 def _checkpoints(config: RunConfig) -> list[Path]:
     """The checkpoint of --loaddir, or of each seed folder in it."""
-    load_dir = task_dir(config) / config.run.loaddir
+    from utils.run_folder import inside
+    load_dir = inside(task_dir(config), config.run.loaddir, "--loaddir")
+    loadmodel = config.run.loadmodel
+    if Path(loadmodel).name != loadmodel or loadmodel in ("", ".", ".."):
+        raise UsageError(f"--loadmodel {loadmodel}: give a file name inside --loaddir, not a path")
+    if load_dir.is_file():
+        raise UsageError(f"--loaddir {load_dir} is a file, not a folder: pass the run folder that holds it "
+                         f"(--loaddir NAME, with --loadmodel FILE if it is not {loadmodel})")
     if not load_dir.is_dir():
         raise UsageError(f"--loaddir {load_dir} does not exist (train with --savedir {config.run.loaddir} first?)")
     direct = load_dir / config.run.loadmodel
@@ -236,7 +240,7 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
     from algos.model import ActorCritic
     from algos.trainer import resolve_device
     from algos.model import check_compatible
-    from utils.checkpoint import load_checkpoint
+    from utils.checkpoint import load_checkpoint, load_weights
     payload = load_checkpoint(checkpoint)
     meta = payload["meta"]
     model_config = meta.get("model_config", {})
@@ -248,7 +252,7 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
     device = resolve_device(config.run.device)
     model = ActorCritic(tuple(model_config["obs_shape"]), model_config["num_actions"], model_config["hidden_size"],
                         model_config["recurrent"], model_config["ego_size"])
-    model.load_state_dict(payload["model"])
+    load_weights(model, payload["model"], checkpoint)
     model.to(device).eval()
     return (StudentPolicy(model, device, config.eval.eval_deterministic, seed), frame_stack,
             f"student {checkpoint} (iteration {meta.get('iteration')}, {meta.get('env_steps'):,} env steps)")
@@ -337,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     from planners.llm.client import LLMServerError
     from planners.llm.source import LLMGarbageError, LLMOutageError
     from utils.checkpoint import CheckpointError
+    from utils.run_folder import RunFolderError
     bad_input = (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError,
-                 CacheCorruptError, LLMServerError, LLMGarbageError)
+                 CacheCorruptError, LLMServerError, LLMGarbageError, RunFolderError)
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)

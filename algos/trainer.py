@@ -25,7 +25,7 @@ from algos.pipeline import RolloutPipeline
 from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
 from envs.vector import EnvBatch
 from planners.teacher import Teacher
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from utils.config import NO_DISTILLATION, RunConfig
 from utils.logger import RunLogger
 
@@ -80,8 +80,10 @@ class Trainer:
     """
 
     def __init__(self, config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None,
-                 resume: bool = False, stream=None, stop: StopFlag | None = None):
+                 resume: bool = False, stream=None, stop: StopFlag | None = None, on_start=None, on_save=None):
         self.config, self.seed, self.run_dir = config, seed, Path(run_dir)
+        # on_start(): called once all checks passed, before the first write; on_save(): after every checkpoint.
+        self.on_start, self.on_save = on_start, on_save
         self.teacher = teacher  # owned from here on: closed when the run ends
         self.stop = stop or StopFlag()
         self.stream = stream
@@ -143,7 +145,7 @@ class Trainer:
             raise CheckpointError(f"{path} holds no training state to resume from; start a new --savedir")
 
     def _restore(self, checkpoint: dict) -> None:
-        self.model.load_state_dict(checkpoint["model"])
+        load_weights(self.model, checkpoint["model"], self.run_dir / CHECKPOINT_NAME)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         state = checkpoint["extra"]["trainer"]
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
@@ -172,6 +174,8 @@ class Trainer:
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model.state_dict(), self.optimizer.state_dict(), meta,
                         extra={"trainer": trainer_state})
+        if self.on_save is not None:
+            self.on_save()
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -179,6 +183,8 @@ class Trainer:
         config = self.config
         self.start_time = time.perf_counter()
         resumed = self.iteration > 0
+        if self.on_start is not None:
+            self.on_start()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps({**config.to_json(), "seed": self.seed}, indent=2))
         # purge_step drops events an interrupted run logged after its last checkpoint, so curves continue.
@@ -292,13 +298,15 @@ class Trainer:
 
 
 def train_run(config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None, stream=None,
-              resume: bool = False, stop: StopFlag | None = None) -> TrainResult:
+              resume: bool = False, stop: StopFlag | None = None, on_start=None, on_save=None) -> TrainResult:
     """Train one student with ``seed`` into ``run_dir`` (resuming from its checkpoint if ``resume``).
 
     ``teacher`` labels the visited states while the distillation coefficient is positive; the run closes it.
+    ``on_start`` / ``on_save``: see :class:`Trainer` (utils.run_folder uses them to replace a run safely).
     """
     try:
-        trainer = Trainer(config, seed, run_dir, teacher=teacher, resume=resume, stream=stream, stop=stop)
+        trainer = Trainer(config, seed, run_dir, teacher=teacher, resume=resume, stream=stream, stop=stop,
+                          on_start=on_start, on_save=on_save)
     except BaseException:
         if teacher is not None:
             teacher.close()

@@ -58,8 +58,12 @@ def sweep_dir(logdir: str, name: str) -> Path:
     return Path(logdir) / "sweeps" / name
 
 
+def task_root(logdir: str, task: str) -> Path:
+    return Path(logdir) / "ppo" / task.lower()
+
+
 def run_dir_for(logdir: str, name: str, spec: RunSpec) -> Path:
-    return Path(logdir) / "ppo" / spec.task.lower() / name / spec.method / f"seed{spec.seed}"
+    return task_root(logdir, spec.task) / name / spec.method / f"seed{spec.seed}"
 
 
 def make_specs(tasks, methods, seeds, total_steps: int, extra: dict, llm_url: str | None) -> list[RunSpec]:
@@ -80,18 +84,25 @@ def make_specs(tasks, methods, seeds, total_steps: int, extra: dict, llm_url: st
     return specs
 
 
-def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1) -> dict:
-    """Train one run into ``run_dir`` (resuming it if a checkpoint is there); returns its index row."""
+def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | None = None) -> dict:
+    """Train one run into ``run_dir`` (resuming it if a checkpoint is there); returns its index row.
+
+    The run folder is locked while training (see utils.run_folder); ``root`` is the task folder above it.
+    """
     import torch
     torch.set_num_threads(torch_threads)
     from algos.trainer import CHECKPOINT_NAME, train_run
     from planners.factory import build_training_teacher
     from utils.config import build_config
+    from utils.run_folder import RunFolders
     config = build_config(spec.task, {**dict(spec.overrides), "torch_threads": torch_threads})
     start = time.perf_counter()
-    with open(os.devnull, "w") as quiet:
-        result = train_run(config, spec.seed, Path(run_dir), build_training_teacher(config, spec.seed), stream=quiet,
-                           resume=(Path(run_dir) / CHECKPOINT_NAME).exists())
+    run_dir = Path(run_dir)
+    with RunFolders(Path(root) if root else run_dir.parent, [run_dir], CHECKPOINT_NAME) as folders:
+        (action,) = folders.plan("auto")
+        with folders.start(run_dir, action) as replacement, open(os.devnull, "w") as quiet:
+            result = train_run(config, spec.seed, run_dir, build_training_teacher(config, spec.seed), stream=quiet,
+                               resume=action == "resume", on_start=replacement.begin, on_save=replacement.saved)
     return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",
             "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,
             "steps_to_threshold": result.steps_to_threshold,
@@ -118,7 +129,8 @@ def _unpack(data: bytes, run_dir: Path) -> None:
 def run_local(specs: list[RunSpec], logdir: str, name: str, workers: int, on_done) -> None:
     """Run ``specs`` in ``workers`` local processes (spawned: no state shared with this one)."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_one, spec, str(run_dir_for(logdir, name, spec))): spec for spec in specs}
+        futures = {pool.submit(train_one, spec, str(run_dir_for(logdir, name, spec)), 1,
+                               str(task_root(logdir, spec.task))): spec for spec in specs}
         for future in as_completed(futures):
             on_done(futures[future], future)
 
@@ -221,12 +233,15 @@ def parse_settings(pairs: list[str]) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from utils.config import build_config
+    from utils.run_folder import check_writable, inside
     if args.total_steps <= 0 or args.workers <= 0 or args.teacher_episodes < 0:
         raise ValueError("--total_steps and --workers must be positive, --teacher_episodes >= 0")
     extra = parse_settings(args.set)
     specs = make_specs(args.tasks, args.methods, args.seeds, args.total_steps, extra, args.llm_url)
-    for spec in specs:  # refuse bad settings before starting anything
+    for spec in specs:  # refuse bad settings and folders outside <logdir>/ppo/<task>/ before starting anything
         build_config(spec.task, dict(spec.overrides))
+        inside(task_root(args.logdir, spec.task), f"{args.name}/{spec.method}/seed{spec.seed}", "--name")
+    check_writable(Path(args.logdir), "--logdir")
     index_dir = sweep_dir(args.logdir, args.name)
     index_dir.mkdir(parents=True, exist_ok=True)
     (index_dir / "sweep.json").write_text(json.dumps(

@@ -56,8 +56,8 @@ class RunSettings:
     """What to run and where its files go."""
 
     task: str = setting("SimpleDoorKey", "task name, case-insensitive")
-    savedir: str | None = setting(None, "output folder under <logdir>/ppo/<task>/ (train: required; eval: "
-                                        "default 'eval')")
+    savedir: str | None = setting(None, "output folder inside <logdir>/ppo/<task>/ (train: required; eval: "
+                                        "default 'eval'); locked while a training run writes it")
     loaddir: str | None = setting(None, "folder under <logdir>/ppo/<task>/ holding the student to load")
     loadmodel: str = setting("acmodel.pt", "checkpoint file name in --loaddir")
     logdir: str = setting("log", "root of all run folders")
@@ -68,8 +68,9 @@ class RunSettings:
                                        nargs="*")
     device: str | None = setting(None, "torch device; default cuda if available, else cpu")
     torch_threads: int = setting(0, "torch CPU threads (0 = torch's default)", min=0, max=1024)
-    overwrite: bool = setting(False, "train: start over in an existing --savedir (its checkpoint, summary and "
-                                     "TensorBoard events are deleted first)")
+    overwrite: bool = setting(False, "train: start over in an existing --savedir (the old run is moved aside, "
+                                     "deleted after the new run's first checkpoint, and put back if the new run "
+                                     "fails before it)")
     resume: bool = setting(False, "train: continue the run in --savedir from its last checkpoint (pass a larger "
                                   "--n_itr to extend a finished run)")
 
