@@ -1,4 +1,4 @@
-"""LLM4Teach command line: ``python main.py train|eval [flags]`` (``--help`` on each lists every flag)."""
+"""LLM4Teach command line: ``python main.py train|eval|export [flags]`` (``--help`` on each lists every flag)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,7 @@ from utils.cli import SECTION_TITLES, add_config_flags, cli_values
 from utils.config import ConfigError, RunConfig, build_config
 
 USAGE_ERROR = 2
+LLM_OUTAGE = 3  # the LLM server failed mid-run and --llm_on_outage stop said to stop
 
 
 class UsageError(Exception):
@@ -25,10 +26,10 @@ EVAL_SECTIONS = ("run", "teacher", "llm", "eval")
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``main.py`` parser: train and eval (flags generated from the settings tree), cache, bench, sweep, report."""
-    from bench import report, sweep, throughput
+    from bench import latency, report, sweep, throughput
     parser = argparse.ArgumentParser(
         prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,bench,sweep,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,export,bench,sweep,report}")
     train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
                                 description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
                                             "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
@@ -53,11 +54,32 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
     cache.add_argument("--all_settings", action="store_true",
                        help="export: include answers of every model/prompt/sampling setting")
+    export = commands.add_parser("export", help="write a trained student as ONNX and check it with onnxruntime",
+                                 description="Write the student of --loaddir as ONNX (observations -> action "
+                                             "probabilities; the recurrent student's LSTM state is an input and "
+                                             "an output) and check that onnxruntime gives torch's probabilities "
+                                             "on observations recorded by running the env with the student. "
+                                             "Prints one line; exit code 1 on a mismatch.")
+    export.add_argument("--task", default="SimpleDoorKey", help="task the student was trained on")
+    export.add_argument("--loaddir", required=True, help="run folder under <logdir>/ppo/<task>/ holding the student "
+                                                         "(for a multi-seed run: NAME/seed<k>)")
+    export.add_argument("--loadmodel", default="acmodel.pt", help="checkpoint file name in --loaddir")
+    export.add_argument("--logdir", default="log", help="root of all run folders")
+    export.add_argument("--out", default=None, help="ONNX file to write (default: student.onnx beside the "
+                                                    "checkpoint); the check's recorded observations, episode starts "
+                                                    "and torch probabilities go beside it as <name>.check.npz")
+    export.add_argument("--num_obs", type=int, default=100, help="recorded observations the check replays")
+    export.add_argument("--tolerance", type=float, default=1e-5,
+                        help="largest allowed difference between onnxruntime's and torch's probabilities")
+    export.add_argument("--seed", type=int, default=0, help="seed of the env layouts and the student's actions "
+                                                            "while recording")
     for name, module, help_text in (("bench", throughput, "throughput: env, teacher and training loop steps/s"),
                                     ("sweep", sweep, "tasks x methods x seeds under a step budget, in parallel"),
                                     ("report", report, "figures and tables from a sweep")):
         sub = commands.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
         module.add_arguments(sub)
+        if name == "bench":
+            latency.add_arguments(sub)
     return parser
 
 
@@ -69,46 +91,65 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
     from algos.rollout import StopFlag, TrainingInterrupted
     from algos.trainer import CHECKPOINT_NAME, train_run
     from planners.factory import build_training_teacher
+    from utils.run_folder import RunFolders, check_writable, inside
     if not config.run.savedir:
         raise UsageError(f"train needs --savedir NAME (the run is written to {task_dir(config)}/NAME)")
     if config.run.resume and config.run.overwrite:
         raise UsageError("--resume continues a run and --overwrite starts it over: pass only one")
-    base = task_dir(config) / config.run.savedir
+    base = inside(task_dir(config), config.run.savedir, "--savedir")
+    check_writable(task_dir(config), "--logdir")
     seeds = config.run.seed_list
     run_dirs = [base] if len(seeds) == 1 else [base / f"seed{s}" for s in seeds]
-    for run_dir in run_dirs:
-        if config.run.resume and not (run_dir / CHECKPOINT_NAME).exists():
-            raise UsageError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}")
-        if not config.run.resume and not config.run.overwrite and (run_dir / "config.json").exists():
-            raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to start "
-                             f"over, or choose another --savedir")
-    if config.run.overwrite:
-        for run_dir in run_dirs:  # start over: the old run's curves would otherwise mix with the new ones
-            for old in [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json", run_dir / CHECKPOINT_NAME]:
-                old.unlink(missing_ok=True)
+    mode = "resume" if config.run.resume else "overwrite" if config.run.overwrite else "new"
     stop = StopFlag()
     results = []
-    with _stop_on_signals(stop):
-        for seed, run_dir in zip(seeds, run_dirs):
+    # The folders are locked before anything is written and stay locked until the last seed is done.
+    with _stop_on_signals(stop), RunFolders(task_dir(config), run_dirs, CHECKPOINT_NAME) as folders:
+        for seed, run_dir, action in zip(seeds, run_dirs, folders.plan(mode)):
             try:
-                teacher = build_training_teacher(config, seed)
-                results.append(train_run(config, seed, run_dir, teacher, resume=config.run.resume and run_dir.exists(),
-                                         stop=stop))
+                with folders.start(run_dir, action) as replacement:
+                    teacher = build_training_teacher(config, seed)
+                    results.append(train_run(config, seed, run_dir, teacher, resume=action == "resume", stop=stop,
+                                             on_start=replacement.begin, on_save=replacement.saved))
             except TrainingInterrupted:
-                command = " ".join(["python main.py"] + [a for a in argv if a != "--overwrite"] +
-                                   ([] if "--resume" in argv else ["--resume"]))
-                print(f"stopped by {stop.signal_name}: saved {run_dir / CHECKPOINT_NAME}; resume with: {command}",
-                      file=sys.stderr)
+                print(f"stopped by {stop.signal_name}: saved {run_dir / CHECKPOINT_NAME}; resume with: "
+                      f"{_resume_command(argv)}", file=sys.stderr)
                 return 143 if stop.signal_name == "SIGTERM" else 130
+            except _llm_stops() as err:
+                return _llm_stopped(err, run_dir / CHECKPOINT_NAME, argv)
     for result in results:
         reached = f"{result.steps_to_threshold:,}" if result.steps_to_threshold else "not reached"
         final = f"{result.final_success_rate:.2f}" if result.final_success_rate is not None else "n/a"
+        answers = result.llm
+        llm = (f" | teacher answers: {answers['answers_from_llm']} from the LLM, {answers['answers_from_cache']} "
+               f"from the cache, {answers['answers_from_fallback']} from the fallback" if answers else "")
         print(f"done: {result.run_dir} | {result.env_steps:,} env steps at {result.env_steps_per_second:,.0f}/s"
-              f" | final eval success {final} | env steps to success >= 0.9: {reached}")
+              f" | final eval success {final} | env steps to success >= 0.9: {reached}{llm}")
         if result.final_eval:
             from algos.evaluate import heldout_line
             print(f"held-out final evaluation: {heldout_line(result.final_eval)}")
     return 0
+
+
+def _resume_command(argv: list[str]) -> str:
+    return " ".join(["python main.py"] + [a for a in argv if a != "--overwrite"] +
+                    ([] if "--resume" in argv else ["--resume"]))
+
+
+def _llm_stops() -> tuple:
+    """The LLM failures that end a training run (configuration, outage with --llm_on_outage stop, garbage)."""
+    from planners.llm.client import LLMServerError
+    from planners.llm.source import LLMGarbageError, LLMOutageError
+    return LLMServerError, LLMOutageError, LLMGarbageError
+
+
+def _llm_stopped(err: Exception, checkpoint: Path, argv: list[str]) -> int:
+    """One line for an LLM failure that ended training; exit 3 for an outage, 2 for a setting to fix."""
+    from planners.llm.source import LLMOutageError
+    kept = (f" | the last checkpoint {checkpoint} is kept; once that is fixed, resume with: {_resume_command(argv)}"
+            if checkpoint.exists() else "")
+    print(f"error: {err}{kept}", file=sys.stderr)
+    return LLM_OUTAGE if isinstance(err, LLMOutageError) else USAGE_ERROR
 
 
 @contextlib.contextmanager
@@ -133,10 +174,12 @@ def _stop_on_signals(stop):
 def eval_command(config: RunConfig) -> int:
     import numpy as np
     from algos.evaluate import evaluation_seeds, heldout_seeds, heldout_summary, run_episodes
+    from utils.run_folder import check_writable, inside
     from utils.video import save_gif
     if not config.eval.eval_teacher and not config.run.loaddir:
         raise UsageError("eval needs --loaddir NAME (a trained run) or --eval_teacher (the teacher alone)")
-    out_dir = task_dir(config) / (config.run.savedir or "eval")
+    out_dir = inside(task_dir(config), config.run.savedir or "eval", "--savedir")
+    check_writable(out_dir, "--logdir")
     seeds = evaluation_seeds(config.run.env_seed_list, config.eval.num_eval, np.random.default_rng())
     if config.eval.heldout:
         if not config.eval.final_eval_episodes:
@@ -177,7 +220,14 @@ def eval_command(config: RunConfig) -> int:
 
 def _checkpoints(config: RunConfig) -> list[Path]:
     """The checkpoint of --loaddir, or of each seed folder in it."""
-    load_dir = task_dir(config) / config.run.loaddir
+    from utils.run_folder import inside
+    load_dir = inside(task_dir(config), config.run.loaddir, "--loaddir")
+    loadmodel = config.run.loadmodel
+    if Path(loadmodel).name != loadmodel or loadmodel in ("", ".", ".."):
+        raise UsageError(f"--loadmodel {loadmodel}: give a file name inside --loaddir, not a path")
+    if load_dir.is_file():
+        raise UsageError(f"--loaddir {load_dir} is a file, not a folder: pass the run folder that holds it "
+                         f"(--loaddir NAME, with --loadmodel FILE if it is not {loadmodel})")
     if not load_dir.is_dir():
         raise UsageError(f"--loaddir {load_dir} does not exist (train with --savedir {config.run.loaddir} first?)")
     direct = load_dir / config.run.loadmodel
@@ -202,7 +252,7 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
     from algos.model import ActorCritic
     from algos.trainer import resolve_device
     from algos.model import check_compatible
-    from utils.checkpoint import load_checkpoint
+    from utils.checkpoint import load_checkpoint, load_weights
     payload = load_checkpoint(checkpoint)
     meta = payload["meta"]
     model_config = meta.get("model_config", {})
@@ -214,7 +264,7 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
     device = resolve_device(config.run.device)
     model = ActorCritic(tuple(model_config["obs_shape"]), model_config["num_actions"], model_config["hidden_size"],
                         model_config["recurrent"], model_config["ego_size"])
-    model.load_state_dict(payload["model"])
+    load_weights(model, payload["model"], checkpoint)
     model.to(device).eval()
     return (StudentPolicy(model, device, config.eval.eval_deterministic, seed), frame_stack,
             f"student {checkpoint} (iteration {meta.get('iteration')}, {meta.get('env_steps'):,} env steps)")
@@ -243,8 +293,56 @@ def cache_command(args) -> int:
     return 0
 
 
-def _bench_module(command: str):
+def export_command(args) -> int:
+    """Write the student of --loaddir as ONNX and check onnxruntime against torch on recorded observations."""
+    import numpy as np
+    from algos.export import check_export, export_onnx, load_student, record_observations
+    from envs import get_task
+    if args.num_obs <= 0 or args.tolerance < 0:
+        raise UsageError("--num_obs must be positive and --tolerance >= 0")
+    task = get_task(args.task).name
+    load_dir = Path(args.logdir) / "ppo" / task.lower() / args.loaddir
+    checkpoint = load_dir / args.loadmodel
+    if not checkpoint.exists():
+        seeds = sorted(p.parent.name for p in load_dir.glob(f"seed*/{args.loadmodel}"))
+        if seeds:
+            raise UsageError(f"{load_dir} holds {len(seeds)} seed runs; export one of them, e.g. "
+                             f"--loaddir {args.loaddir}/{seeds[0]}")
+    import torch
+    torch.set_num_threads(1)  # batch-1 forwards: more threads only add synchronisation (badly so on a busy CPU)
+    model, meta = load_student(checkpoint, task)
+    frame_stack = int(meta.get("frame_stack", 1))
+    recording = record_observations(task, model, frame_stack, args.num_obs, args.seed)
+    out = Path(args.out) if args.out else checkpoint.parent / "student.onnx"
+    metadata = {"task": task, "frame_stack": frame_stack, "model_config": meta["model_config"],
+                "iteration": meta.get("iteration"), "env_steps": meta.get("env_steps"),
+                "checkpoint": str(checkpoint)}
+    staging = out.with_name(out.name + ".unchecked")  # becomes ``out`` only once it passed the check
+    try:
+        export_onnx(model, recording.obs, staging, metadata)
+        result = check_export(model, staging, recording, args.tolerance)
+        if result.ok:
+            staging.replace(out)
+            np.savez_compressed(out.with_suffix(".check.npz"), obs=recording.obs, episode_starts=recording.starts,
+                                action_probs=result.torch_probs)
+    except OSError as err:
+        raise UsageError(f"cannot write {out}: {err.strerror or err} (choose another --out)") from None
+    finally:
+        staging.unlink(missing_ok=True)
+    kind = "recurrent, state in/out" if model.recurrent else "feed-forward"
+    verdict = (f"onnxruntime vs torch on {result.observations} recorded observations: max |p_onnx - p_torch| = "
+               f"{result.max_difference:.1e} (tolerance {args.tolerance:g})")
+    if not result.ok:
+        print(f"export: MISMATCH, nothing written | {verdict}")
+        return 1
+    print(f"export: {out} ({kind}, {out.stat().st_size / 1024:.0f} KiB) | {verdict} | ok")
+    return 0
+
+
+def _bench_module(command: str, args=None):
     import importlib
+    if command == "bench" and getattr(args, "latency", False):
+        return importlib.import_module("bench.latency")
     return importlib.import_module({"bench": "bench.throughput", "sweep": "bench.sweep",
                                     "report": "bench.report"}[command])
 
@@ -253,19 +351,22 @@ def main(argv: list[str] | None = None) -> int:
     from envs.registry import TaskUnavailableError, UnknownTaskError
     from planners.llm.cache import CacheCorruptError
     from planners.llm.client import LLMServerError
-    from planners.llm.source import LLMGarbageError
+    from planners.llm.source import LLMGarbageError, LLMOutageError
     from utils.checkpoint import CheckpointError
+    from utils.run_folder import RunFolderError
     bad_input = (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError,
-                 CacheCorruptError, LLMServerError, LLMGarbageError)
+                 CacheCorruptError, LLMServerError, LLMGarbageError, RunFolderError)
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         if args.command == "cache":
             return cache_command(args)
+        if args.command == "export":
+            return export_command(args)
         if args.command in ("bench", "sweep", "report"):
             try:
-                return _bench_module(args.command).main(args)
+                return _bench_module(args.command, args).main(args)
             except ValueError as err:  # bad sweep/report settings
                 raise UsageError(str(err)) from None
         config = build_config(args.task or "SimpleDoorKey", cli_values(args))
@@ -275,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     except bad_input as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
+    except LLMOutageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return LLM_OUTAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

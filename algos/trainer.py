@@ -26,7 +26,7 @@ from algos.pipeline import RolloutPipeline
 from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
 from envs.vector import EnvBatch
 from planners.teacher import Teacher
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from utils.config import NO_DISTILLATION, RunConfig
 from utils.logger import RunLogger
 
@@ -67,7 +67,11 @@ def llm_counters(stats: dict | None) -> dict:
         return {}
     return {"llm_calls": stats["llm_calls"], "cache_hits": stats["cache_hits"],
             "cache_misses": stats["cache_misses"], "outage_answers": stats["outage_answers"],
-            "llm_seconds": stats["teacher_seconds"]}
+            "llm_seconds": stats["teacher_seconds"],
+            # where the teacher's answers (one per new sentence) came from
+            "answers_from_llm": stats.get("live_answers", 0), "answers_from_cache": stats["cache_hits"],
+            "answers_from_fallback": stats["outage_answers"],
+            "oversized_answers": stats.get("oversized_answers", 0), "outage_seconds": stats.get("outage_seconds", 0.0)}
 
 
 class Trainer:
@@ -78,8 +82,10 @@ class Trainer:
     """
 
     def __init__(self, config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None,
-                 resume: bool = False, stream=None, stop: StopFlag | None = None):
+                 resume: bool = False, stream=None, stop: StopFlag | None = None, on_start=None, on_save=None):
         self.config, self.seed, self.run_dir = config, seed, Path(run_dir)
+        # on_start(): called once all checks passed, before the first write; on_save(): after every checkpoint.
+        self.on_start, self.on_save = on_start, on_save
         self.teacher = teacher  # owned from here on: closed when the run ends
         self.stop = stop or StopFlag()
         self.stream = stream
@@ -141,7 +147,7 @@ class Trainer:
             raise CheckpointError(f"{path} holds no training state to resume from; start a new --savedir")
 
     def _restore(self, checkpoint: dict) -> None:
-        self.model.load_state_dict(checkpoint["model"])
+        load_weights(self.model, checkpoint["model"], self.run_dir / CHECKPOINT_NAME)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         state = checkpoint["extra"]["trainer"]
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
@@ -170,6 +176,8 @@ class Trainer:
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model.state_dict(), self.optimizer.state_dict(), meta,
                         extra={"trainer": trainer_state})
+        if self.on_save is not None:
+            self.on_save()
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -177,6 +185,8 @@ class Trainer:
         config = self.config
         self.start_time = time.perf_counter()
         resumed = self.iteration > 0
+        if self.on_start is not None:
+            self.on_start()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps({**config.to_json(), "seed": self.seed}, indent=2))
         # purge_step drops events an interrupted run logged after its last checkpoint, so curves continue.
@@ -216,8 +226,8 @@ class Trainer:
         counters = llm_counters(self.teacher.stats() if self.teacher else None)
         if counters:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
-                             f"answered from the cache, {counters['cache_misses']} asked live, "
-                             f"{counters['outage_answers']} stand-in answers during outages, "
+                             f"answered from the cache, {counters['answers_from_llm']} by the LLM, "
+                             f"{counters['outage_answers']} by the fallback (outages, offline misses), "
                              f"{counters['llm_seconds']:.1f}s in LLM requests (concurrent ones each counted)")
         elapsed = time.perf_counter() - self.start_time
         result = TrainResult(str(self.run_dir), self.env_steps, self.iteration,
@@ -293,13 +303,15 @@ class Trainer:
 
 
 def train_run(config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None, stream=None,
-              resume: bool = False, stop: StopFlag | None = None) -> TrainResult:
+              resume: bool = False, stop: StopFlag | None = None, on_start=None, on_save=None) -> TrainResult:
     """Train one student with ``seed`` into ``run_dir`` (resuming from its checkpoint if ``resume``).
 
     ``teacher`` labels the visited states while the distillation coefficient is positive; the run closes it.
+    ``on_start`` / ``on_save``: see :class:`Trainer` (utils.run_folder uses them to replace a run safely).
     """
     try:
-        trainer = Trainer(config, seed, run_dir, teacher=teacher, resume=resume, stream=stream, stop=stop)
+        trainer = Trainer(config, seed, run_dir, teacher=teacher, resume=resume, stream=stream, stop=stop,
+                          on_start=on_start, on_save=on_save)
     except BaseException:
         if teacher is not None:
             teacher.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+POLICY_NAME = "sb3_policy.pt"
 RL_ZOO_SOURCE = "RL-Zoo hyperparams/ppo.yml, minigrid-defaults (DLR-RM/rl-baselines3-zoo @ 208b6fd)"
 RL_ZOO_SETTINGS = {  # run settings (RunConfig names) of method sb3_ppo; batch 64 = 8 * 128 / 16 minibatches
     "teacher": "none", "num_envs": 8, "num_steps": 128, "num_minibatches": 16, "update_epochs": 10, "lr": 2.5e-4,
@@ -94,8 +95,12 @@ class SB3Policy:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1).numpy()
 
 
-def train_sb3(config, seed: int, run_dir: Path):
-    """Train SB3 PPO for ``config.total_steps`` env steps into ``run_dir``; returns a TrainResult."""
+def train_sb3(config, seed: int, run_dir: Path, on_start=None, on_save=None):
+    """Train SB3 PPO for ``config.total_steps`` env steps into ``run_dir``; returns a TrainResult.
+
+    ``on_start`` is called once the settings passed their checks, right before anything is written;
+    ``on_save`` after the policy file is written (the run-folder hooks of :mod:`utils.run_folder`).
+    """
     require()
     from stable_baselines3 import PPO
     from stable_baselines3 import __version__ as sb3_version
@@ -110,9 +115,11 @@ def train_sb3(config, seed: int, run_dir: Path):
         raise ValueError("sb3_ppo trains without a teacher (teacher must be 'none')")
     if c["frame_stack"] != 1 or c["recurrent"]:
         raise ValueError("sb3_ppo runs a feed-forward MLP on one frame (frame_stack 1, recurrent off)")
+    kwargs = ppo_kwargs(config)
+    if on_start is not None:
+        on_start()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    kwargs = ppo_kwargs(config)
     task = c["task"]
     rollout = c["num_envs"] * c["num_steps"]
     eval_every = c["eval_interval"] * rollout
@@ -161,7 +168,9 @@ def train_sb3(config, seed: int, run_dir: Path):
         torch.save({"policy": model.policy.state_dict(),
                     "obs_mean": torch.as_tensor(venv.obs_rms.mean), "obs_var": torch.as_tensor(venv.obs_rms.var),
                     "meta": {"task": task, "seed": seed, "env_steps": int(model.num_timesteps),
-                             "sb3_version": sb3_version}}, run_dir / "sb3_policy.pt")
+                             "sb3_version": sb3_version}}, run_dir / POLICY_NAME)
+        if on_save is not None:
+            on_save()
         final_eval = final_evaluation(config, policy)
     finally:
         venv.close()

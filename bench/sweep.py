@@ -100,8 +100,12 @@ def sweep_dir(logdir: str, name: str) -> Path:
     return Path(logdir) / "sweeps" / name
 
 
+def task_root(logdir: str, task: str) -> Path:
+    return Path(logdir) / "ppo" / task.lower()
+
+
 def run_dir_for(logdir: str, name: str, spec: RunSpec) -> Path:
-    return Path(logdir) / "ppo" / spec.task.lower() / name / spec.method / f"seed{spec.seed}"
+    return task_root(logdir, spec.task) / name / spec.method / f"seed{spec.seed}"
 
 
 @dataclass
@@ -186,22 +190,35 @@ def make_specs(plan: SweepPlan, llm_url: str | None) -> list[RunSpec]:
     return specs
 
 
-def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1) -> dict:
-    """Train one run into ``run_dir`` (resuming it if a checkpoint is there); returns its index row."""
+def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | None = None) -> dict:
+    """Train one run into ``run_dir`` (resuming it if a checkpoint is there); returns its index row.
+
+    The run folder is locked while training (see utils.run_folder); ``root`` is the task folder above it.
+    An ``sb3_ppo`` run cannot resume: an unfinished one starts over.
+    """
     import torch
     torch.set_num_threads(torch_threads)
     from algos.trainer import CHECKPOINT_NAME, train_run
     from planners.factory import build_training_teacher
     from utils.config import build_config
+    from utils.run_folder import RunFolders
     config = build_config(spec.task, {**dict(spec.overrides), "torch_threads": torch_threads})
     start = time.perf_counter()
-    if spec.method == "sb3_ppo":
-        from bench.sb3_ppo import train_sb3
-        result = train_sb3(config, spec.seed, Path(run_dir))
-    else:
-        with open(os.devnull, "w") as quiet:
-            result = train_run(config, spec.seed, Path(run_dir), build_training_teacher(config, spec.seed),
-                               stream=quiet, resume=(Path(run_dir) / CHECKPOINT_NAME).exists())
+    run_dir = Path(run_dir)
+    sb3 = spec.method == "sb3_ppo"
+    if sb3:
+        from bench.sb3_ppo import POLICY_NAME, train_sb3
+    with RunFolders(Path(root) if root else run_dir.parent, [run_dir], POLICY_NAME if sb3 else CHECKPOINT_NAME) \
+            as folders:
+        (action,) = folders.plan("auto")
+        with folders.start(run_dir, action) as replacement:
+            if sb3:
+                result = train_sb3(config, spec.seed, run_dir, on_start=replacement.begin, on_save=replacement.saved)
+            else:
+                with open(os.devnull, "w") as quiet:
+                    result = train_run(config, spec.seed, run_dir, build_training_teacher(config, spec.seed),
+                                       stream=quiet, resume=action == "resume", on_start=replacement.begin,
+                                       on_save=replacement.saved)
     return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",
             "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,
             "steps_to_threshold": result.steps_to_threshold,
@@ -228,7 +245,8 @@ def _unpack(data: bytes, run_dir: Path) -> None:
 def run_local(specs: list[RunSpec], logdir: str, name: str, workers: int, on_done) -> None:
     """Run ``specs`` in ``workers`` local processes (spawned: no state shared with this one)."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_one, spec, str(run_dir_for(logdir, name, spec))): spec for spec in specs}
+        futures = {pool.submit(train_one, spec, str(run_dir_for(logdir, name, spec)), 1,
+                               str(task_root(logdir, spec.task))): spec for spec in specs}
         for future in as_completed(futures):
             on_done(futures[future], future)
 
@@ -425,10 +443,13 @@ def check_unchanged(spec: RunSpec, run_dir: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from utils.config import build_config
+    from utils.run_folder import check_writable, inside
     name, plan = plan_from_args(args)
     specs = [] if args.teachers_only else make_specs(plan, args.llm_url)
-    for spec in specs:  # refuse bad settings before starting anything
+    for spec in specs:  # refuse bad settings and folders outside <logdir>/ppo/<task>/ before starting anything
         build_config(spec.task, dict(spec.overrides))
+        inside(task_root(args.logdir, spec.task), f"{name}/{spec.method}/seed{spec.seed}", "--name")
+    check_writable(Path(args.logdir), "--logdir")
     index_dir = sweep_dir(args.logdir, name)
     index = index_dir / "runs.csv"
     finished = finished_runs(index)

@@ -55,16 +55,27 @@ def build_teacher(config, num_envs: int, seed: int | None, mode: str | None = No
 
 
 def build_llm_source(config):
-    """The live-LLM plan source described by the settings (client, answer cache, recorded fallback)."""
+    """The live-LLM plan source described by the settings (client, answer cache, recorded fallback).
+
+    No server is contacted here: the first question that the cache cannot answer does (see
+    :mod:`planners.llm.source` for what its failures do). With ``llm_offline`` there is no client at all.
+    """
     from planners.llm.cache import AnswerCache
-    from planners.llm.client import ChatCompletionsClient
+    from planners.llm.client import ChatCompletionsClient, LLMConfigError
     from planners.llm.source import LLMPlanSource, system_prompt
     from utils.config import project_path
-    client = ChatCompletionsClient(config.llm.url, config.llm.model, temperature=config.llm.temperature,
-                                   timeout=config.llm.timeout, max_retries=config.llm.max_retries,
-                                   max_concurrency=config.llm.max_concurrency, api_key_env=config.llm.api_key_env)
-    client.check_reachable()
     cache_path = Path(config.llm.cache) if config.llm.cache else Path(config.run.logdir) / "llm_cache.sqlite"
+    client = None
+    if config.llm.offline:
+        if not cache_path.is_file():
+            raise LLMConfigError(f"--llm_offline replays the answer cache, but there is no cache at {cache_path}; "
+                                 f"pass --llm_cache PATH, or fill one with `main.py cache import`")
+    else:
+        client = ChatCompletionsClient(config.llm.url, config.llm.model, temperature=config.llm.temperature,
+                                       timeout=config.llm.timeout, max_retries=config.llm.max_retries,
+                                       max_concurrency=config.llm.max_concurrency,
+                                       api_key_env=config.llm.api_key_env,
+                                       max_answer_chars=config.llm.max_answer_chars)
     fallback = None
     if config.teacher.recorded_table and config.teacher.recorded_plans:
         try:
@@ -72,7 +83,9 @@ def build_llm_source(config):
         except ValueError as err:
             log.warning("no recorded plans to fall back on during LLM outages: %s", err)
     return LLMPlanSource(client, AnswerCache(cache_path), system_prompt(config.llm.prompt), n_samples=config.llm.samples,
-                         max_reasks=config.llm.max_reasks, task=config.run.task.lower(), fallback=fallback)
+                         max_reasks=config.llm.max_reasks, model_name=config.llm.model,
+                         temperature=config.llm.temperature, task=config.run.task.lower(), fallback=fallback,
+                         on_outage=config.llm.on_outage, outage_budget=config.llm.outage_budget)
 
 
 def build_training_teacher(config, seed: int) -> PlanTeacher | None:

@@ -120,6 +120,7 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, capsys, a
     existing = tmp_path / "ppo" / "simpledoorkey" / "existing"
     existing.mkdir(parents=True)
     (existing / "config.json").write_text("{}")
+    (existing / "acmodel.pt").write_bytes(b"saved")  # a run with a checkpoint (without one it may restart)
     before = snapshot(tmp_path)
     assert main.main(args + ["--logdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

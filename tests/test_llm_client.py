@@ -13,8 +13,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planners.llm.client import ChatCompletionsClient, LLMServerError  # noqa: E402
+from planners.llm.client import (ChatCompletionsClient, DroppedAnswer, LLMConfigError,  # noqa: E402
+                                 LLMServerError, LLMTransientError)
+from fake_llm import RawServer, chat_json, hang, trickle  # noqa: E402
 
 PATH = "/v1/chat/completions"
 PLAN_A = "Action: {go to <key>, pick up <key>}"
@@ -204,14 +207,63 @@ def test_connection_refused_fails_fast_and_names_the_url():
     assert client.requests_made == 3  # first try plus at most two short retries
 
 
-@pytest.mark.parametrize("status, hint", [(401, "LLM4TEACH_API_KEY"), (404, "serves model"), (400, "--llm_url")])
-def test_client_errors_are_not_retried(server, status, hint):
+@pytest.mark.parametrize("status, hint", [
+    (400, "--llm_model 'fake-model'"), (401, "LLM4TEACH_API_KEY"), (403, "LLM4TEACH_API_KEY"),
+    (404, "--llm_url points at the server root"), (422, "--llm_model 'fake-model'")])
+def test_configuration_errors_are_not_retried_and_name_the_setting(server, status, hint):
     server.expect_request(PATH, method="POST").respond_with_data("nope", status=status)
     client = make_client(server, max_retries=3)
-    with pytest.raises(LLMServerError) as info:
+    with pytest.raises(LLMConfigError) as info:
         client.complete(MESSAGES, 1)
     assert len(server.log) == 1
-    assert f"HTTP {status}" in str(info.value) and hint in str(info.value)
+    assert f"HTTP {status}" in str(info.value) and hint in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_transient_statuses_are_retried_then_reported_as_transient(server, status):
+    server.expect_request(PATH, method="POST").respond_with_data("busy", status=status)
+    client = make_client(server, max_retries=2)
+    with pytest.raises(LLMTransientError, match=f"HTTP {status} after 2 retries"):
+        client.complete(MESSAGES, 1)
+    assert len(server.log) == 3
+
+
+def test_401_from_the_chatglm_proxy_names_the_upstream_key(server, monkeypatch):
+    """Through utils.chatglm_api a 401 means ZHIPUAI_API_KEY (the proxy's) is wrong, not the client's key."""
+    monkeypatch.setenv("LLM4TEACH_API_KEY", SECRET)
+    proxy_error = {"error": {"message": "GLM API refused the key (HTTP 401): invalid api key; check ZHIPUAI_API_KEY",
+                             "type": "authentication_error", "code": "invalid_api_key"}}
+    server.expect_request(PATH, method="POST").respond_with_json(proxy_error, status=401)
+    with pytest.raises(LLMConfigError) as info:
+        make_client(server).complete(MESSAGES, 1)
+    message = str(info.value)
+    assert "fix ZHIPUAI_API_KEY" in message and "LLM4TEACH_API_KEY" not in message and SECRET not in message
+
+
+def test_401_names_the_variable_given_by_llm_api_key_env(server, monkeypatch):
+    monkeypatch.delenv("MY_LLM_KEY", raising=False)
+    server.expect_request(PATH, method="POST").respond_with_json({"error": {"message": "bad key"}}, status=401)
+    with pytest.raises(LLMConfigError, match="no API key was sent: set the environment variable MY_LLM_KEY"):
+        make_client(server, api_key_env="MY_LLM_KEY").complete(MESSAGES, 1)
+    monkeypatch.setenv("MY_LLM_KEY", SECRET)
+    with pytest.raises(LLMConfigError, match="check the API key in the environment variable MY_LLM_KEY"):
+        make_client(server, api_key_env="MY_LLM_KEY").complete(MESSAGES, 1)
+
+
+def test_unknown_model_refused_with_400_at_n_above_1_is_a_configuration_error(server):
+    """FastChat answers 400 'Only vicuna-33b-v1.3 allowed': after the n=1 retry it is the model, not n."""
+    server.expect_request(PATH, method="POST").respond_with_json(
+        {"object": "error", "message": "Only vicuna-33b-v1.3 allowed now, your model glm-4", "code": 40301}, status=400)
+    client = make_client(server, max_concurrency=1)
+    with pytest.raises(LLMConfigError, match="Only vicuna-33b-v1.3 allowed.*check --llm_model 'fake-model'"):
+        client.complete(MESSAGES, 3)
+
+
+@pytest.mark.parametrize("url", ["htp://localhost:8000", "http://", "localhost:8000", "http://host:99999",
+                                 "http://user:pw@localhost:8000"])
+def test_malformed_url_is_a_configuration_error_at_construction(url):
+    with pytest.raises(LLMConfigError, match="--llm_url"):
+        make_client(url)
 
 
 def test_reply_that_is_not_chat_completions_is_a_clear_error(server):
@@ -228,7 +280,7 @@ def test_replies_without_choices_are_a_clear_error(server):
     assert len(server.log) == 3  # the n=2 request, then two single requests
 
 
-def test_timeout_is_retried_then_reported(own_server):
+def test_timeout_is_one_deadline_for_the_whole_question(own_server):
     server = own_server
 
     def handler(request: Request):
@@ -236,10 +288,12 @@ def test_timeout_is_retried_then_reported(own_server):
         return chat_reply([PLAN_A])
 
     server.expect_request(PATH, method="POST").respond_with_handler(handler)
-    client = make_client(server, timeout=0.2, max_retries=1)
-    with pytest.raises(LLMServerError, match=r"no answer within 0\.2s after 1 retries"):
+    client = make_client(server, timeout=0.2, max_retries=3)
+    start = time.monotonic()
+    with pytest.raises(LLMTransientError, match=r"no complete answer within the 0\.2s deadline"):
         client.complete(MESSAGES, 1)
-    assert client.requests_made == 2
+    assert time.monotonic() - start < 0.5, "retries must fit inside the deadline, not add to it"
+    assert client.requests_made == 1
 
 
 def test_api_key_is_sent_but_never_shown(server, monkeypatch, caplog):
@@ -285,3 +339,95 @@ def test_settings_are_json_able_and_complete(server):
     for name in ("url", "model", "temperature", "timeout", "max_retries", "backoff_base",
                  "max_concurrency", "api_key_env"):
         assert name in settings
+
+
+# --- hostile servers: deadlines and size caps ---------------------------------------------------------------
+
+def test_server_trickling_one_byte_every_2s_is_cut_at_the_deadline():
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 50000\r\n\r\n" + b" " * 100
+    with RawServer(trickle(reply, 2.0)) as server:
+        client = make_client(server.url, timeout=2.5, max_retries=3)
+        start = time.monotonic()
+        with pytest.raises(LLMTransientError, match="deadline"):
+            client.complete(MESSAGES, 1)
+        elapsed = time.monotonic() - start
+    assert 2.5 <= elapsed < 2.5 + 1.0, f"cut after {elapsed:.2f}s; the deadline was 2.5s"
+
+
+def test_fast_trickle_in_the_body_is_cut_at_the_deadline():
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 50000\r\n\r\n"
+
+    def behaviour(conn, body, server):
+        conn.sendall(head)
+        trickle(b"x" * 50000, 0.05)(conn, body, server)
+
+    with RawServer(behaviour) as server:
+        client = make_client(server.url, timeout=0.8, max_retries=3)
+        start = time.monotonic()
+        with pytest.raises(LLMTransientError, match="deadline"):
+            client.complete(MESSAGES, 1)
+        assert time.monotonic() - start < 0.8 + 0.5
+
+
+def test_hung_server_costs_one_deadline_whatever_the_retries():
+    with RawServer(hang) as server:
+        client = make_client(server.url, timeout=0.5, max_retries=5, backoff_base=0.01)
+        start = time.monotonic()
+        with pytest.raises(LLMTransientError, match="within the 0.5s deadline"):
+            client.complete(MESSAGES, 4)
+        assert time.monotonic() - start < 0.5 + 0.5
+
+
+def test_connection_dropped_mid_reply_is_retried_as_transient():
+    def behaviour(conn, body, server):
+        if server.requests < 3:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"choi")  # then close
+            return
+        data = chat_json([PLAN_A])
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+
+    with RawServer(behaviour) as server:
+        assert make_client(server.url, max_retries=3).complete(MESSAGES, 1) == [PLAN_A]
+        assert server.requests == 3
+
+
+def test_answer_over_the_limit_is_dropped(server):
+    long_answer = "I will think about it. " * 300 + PLAN_A  # ~6,900 characters
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([PLAN_A, long_answer, PLAN_B]))
+    client = make_client(server, max_answer_chars=4000)
+    answers = client.complete(MESSAGES, 3)
+    assert answers[0] == PLAN_A and answers[2] == PLAN_B
+    assert isinstance(answers[1], DroppedAnswer) and len(answers[1]) < 100 and "Action" not in answers[1]
+    assert client.dropped_answers == 1
+
+
+def test_a_10_mb_answer_never_reaches_memory_whole():
+    import tracemalloc
+    piece = b"a" * 65536
+    total = 10 * 1024 * 1024
+
+    def behaviour(conn, body, server):  # chunked, so no Content-Length warns the client
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        prefix = b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": "'
+        conn.sendall(b"%x\r\n%s\r\n" % (len(prefix), prefix))
+        for _ in range(total // len(piece)):
+            conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+
+    with RawServer(behaviour) as server:
+        client = make_client(server.url, max_answer_chars=4000)
+        tracemalloc.start()
+        try:
+            answers = client.complete(MESSAGES, 2)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert all(isinstance(answer, DroppedAnswer) for answer in answers) and len(answers) == 2
+    assert peak < 3 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while the server sent 10 MB"
+
+
+def test_declared_oversized_body_is_refused_before_reading(server):
+    server.expect_request(PATH, method="POST").respond_with_data(
+        "x" * 200_000, status=200, content_type="application/json")
+    answers = make_client(server, max_answer_chars=100).complete(MESSAGES, 1)
+    assert len(answers) == 1 and isinstance(answers[0], DroppedAnswer)

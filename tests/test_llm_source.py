@@ -10,10 +10,12 @@ import pytest
 from werkzeug import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from planners.llm.cache import AnswerCache  # noqa: E402
-from planners.llm.client import ChatCompletionsClient  # noqa: E402
-from planners.llm.source import LLMGarbageError, LLMPlanSource, TemporaryAnswer  # noqa: E402
+from planners.llm.client import ChatCompletionsClient, LLMConfigError, LLMTransientError  # noqa: E402
+from planners.llm.source import (LLMGarbageError, LLMOfflineMissError, LLMOutageError,  # noqa: E402
+                                 LLMPlanSource, TemporaryAnswer)
 
 PATH = "/v1/chat/completions"
 PROMPT = "You teach an agent in a grid world. Answer with Action: {...}."
@@ -128,17 +130,34 @@ def test_no_reasks_when_disabled(server, tmp_path):
     assert sent_n(server) == [10] and source.fallbacks == 5
 
 
+OTHER = "Agent sees <door>, holds <nothing>."
+THIRD = "Agent sees <nothing>, holds <nothing>."
+
+
+def answer_then_fail(status=503):
+    """A handler answering the first question and failing every later one with ``status``."""
+    calls = []
+
+    def handler(request: Request):
+        calls.append(1)
+        if len(calls) == 1:
+            return chat_reply([ANSWER_A] * request.json["n"])
+        return Response("down", status=status)
+    return handler
+
+
 def test_outage_answers_with_explore_caches_nothing_and_pauses_the_llm(server, tmp_path, caplog):
-    server.expect_request(PATH, method="POST").respond_with_data("down", status=503)
+    server.expect_request(PATH, method="POST").respond_with_handler(answer_then_fail(503))
     with AnswerCache(tmp_path / "c.sqlite") as cache:
         source = make_source(server, cache, outage_cooldown=60.0)
-        answer = source.plan_distribution(SENTENCE)
-        again = source.plan_distribution("Agent sees <door>, holds <nothing>.")
-        assert len(cache) == 0
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 1.0)]
+        answer = source.plan_distribution(OTHER)
+        again = source.plan_distribution(THIRD)
+        assert len(cache) == 1
     assert answer == [("explore", 1.0)] and isinstance(answer, TemporaryAnswer)
     assert isinstance(again, TemporaryAnswer), "during the cooldown the LLM is not asked"
-    assert source.llm_calls == 2 and len(server.log) == 2  # first try + one retry, as configured
-    assert source.outage_answers == 2
+    assert source.llm_calls == 3 and len(server.log) == 3  # the answer, then first try + one retry
+    assert source.outage_answers == 2 and source.live_answers == 1
     assert any(f"127.0.0.1:{server.port}" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
@@ -147,15 +166,110 @@ def test_outage_answers_from_the_fallback_source_then_asks_again_when_back(serve
         def plan_distribution(self, sentence):
             return [(PLAN_A, 1.0)] if sentence == SENTENCE else None
 
+    server.expect_ordered_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply([ANSWER_A] * request.json["n"]))
     server.expect_ordered_request(PATH, method="POST").respond_with_data("down", status=503)
     server.expect_ordered_request(PATH, method="POST").respond_with_data("down", status=503)
     server.expect_ordered_request(PATH, method="POST").respond_with_handler(
         lambda request: chat_reply([ANSWER_B] * request.json["n"]))
     with AnswerCache(tmp_path / "c.sqlite") as cache:
         source = make_source(server, cache, fallback=Recorded(), outage_cooldown=0.0)
+        source.plan_distribution(OTHER)
         assert source.plan_distribution(SENTENCE) == [(PLAN_A, 1.0)]
         assert source.plan_distribution(SENTENCE) == [(PLAN_B, 1.0)], "asked again once the server is back"
-        assert len(cache) == 1
+        assert len(cache) == 2
+
+
+def test_a_server_that_never_answered_stops_the_run_instead_of_falling_back(server, tmp_path):
+    """A wrong --llm_url must not silently turn into a run on the recorded plans."""
+    server.expect_request(PATH, method="POST").respond_with_data("down", status=503)
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, fallback=None)
+        with pytest.raises(LLMTransientError, match="HTTP 503 after 1 retries"):
+            source.plan_distribution(SENTENCE)
+    assert source.outage_answers == 0
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_configuration_errors_stop_even_after_good_answers(server, tmp_path, status):
+    server.expect_request(PATH, method="POST").respond_with_handler(answer_then_fail(status))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, n_samples=1)
+        source.plan_distribution(SENTENCE)
+        with pytest.raises(LLMConfigError, match=f"HTTP {status}"):
+            source.plan_distribution(OTHER)
+    assert source.outage_answers == 0
+
+
+def test_outage_with_stop_policy_raises(server, tmp_path):
+    server.expect_request(PATH, method="POST").respond_with_handler(answer_then_fail(503))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, on_outage="stop")
+        source.plan_distribution(SENTENCE)
+        with pytest.raises(LLMOutageError, match="HTTP 503 after 1 retries.*--llm_on_outage is stop"):
+            source.plan_distribution(OTHER)
+    assert source.outage_answers == 0
+
+
+def test_outage_budget_bounds_the_time_lost_to_a_hung_server(tmp_path):
+    """Scaled-down defaults: deadline 0.5 s, budget 0.8 s, no cooldown. After the budget is spent the server
+    is never asked again in this run, so a hung server costs the budget once, not a deadline per question."""
+    from fake_llm import RawServer, chat_json
+
+    def behaviour(conn, body, raw):
+        if raw.requests == 1:
+            data = chat_json([ANSWER_A] * 10)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+        else:
+            raw.stopping.wait(30)  # hang
+
+    with RawServer(behaviour) as raw, AnswerCache(tmp_path / "c.sqlite") as cache:
+        client = ChatCompletionsClient(raw.url, model="m", timeout=0.5, max_retries=3, backoff_base=0.01)
+        source = LLMPlanSource(client, cache, PROMPT, outage_cooldown=0.0, outage_budget=0.8)
+        source.plan_distribution(SENTENCE)
+        start = time.monotonic()
+        for sentence in [OTHER, THIRD, "Agent sees <key>, <door>, holds <nothing>.", "Agent sees <door>, holds <key>."]:
+            assert isinstance(source.plan_distribution(sentence), TemporaryAnswer)
+        elapsed = time.monotonic() - start
+        asked = raw.requests
+    assert 0.8 <= elapsed < 0.8 + 0.5, f"{elapsed:.2f}s lost; the budget was 0.8s"
+    assert asked == 3, "one full deadline, one question with what was left of the budget, then no more"
+    assert source.counters()["outage_seconds"] == pytest.approx(0.8, abs=0.1)
+    assert source.outage_answers == 4
+
+
+def test_offline_replay_needs_no_server(tmp_path):
+    path = tmp_path / "c.sqlite"
+    key_source = LLMPlanSource(None, AnswerCache(path), PROMPT, model_name="m", temperature=0.7)
+    key_source.cache.put(key_source.key_for(SENTENCE), [ANSWER_A], [PLAN_A])
+    key_source.close()
+
+    class Recorded:
+        def plan_distribution(self, sentence):
+            return [(PLAN_B, 1.0)]
+
+    with AnswerCache(path) as cache:
+        source = LLMPlanSource(None, cache, PROMPT, model_name="m", temperature=0.7, fallback=Recorded())
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 1.0)]
+        missing = source.plan_distribution(OTHER)
+        assert missing == [(PLAN_B, 1.0)] and isinstance(missing, TemporaryAnswer)
+        assert (source.cache_hits, source.outage_answers, source.llm_calls) == (1, 1, 0)
+        strict = LLMPlanSource(None, cache, PROMPT, model_name="m", temperature=0.7, on_outage="stop")
+        with pytest.raises(LLMOfflineMissError, match="--llm_offline.*no answer for 'Agent sees <door>"):
+            strict.plan_distribution(OTHER)
+
+
+def test_oversized_answers_are_reasked_counted_and_never_cached(server, tmp_path):
+    huge = "Action: {go to <key>, pick up <key>} " + "blah " * 2000
+    rounds = {3: [ANSWER_A, huge, huge], 2: [huge, ANSWER_A]}
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply(rounds[request.json["n"]]))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, n_samples=3, max_reasks=1)
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 2 / 3), ("explore", 1 / 3)]
+        stored = cache.get(source.key_for(SENTENCE))
+    assert source.oversized_answers == 1 and source.fallbacks == 1
+    assert all(len(answer) < 200 for answer in stored.raw_answers), "the long text is not stored"
 
 
 def test_an_llm_speaking_garbage_stops_the_run_with_a_clear_error(server, tmp_path):
@@ -211,3 +325,25 @@ def test_teacher_seconds_measures_waiting(server, tmp_path):
     assert 0.1 <= waited < 2.0
     assert source.teacher_seconds == waited
     assert source.counters()["cache_hits"] == 1
+
+
+def test_cache_commits_on_write_and_close_releases_cache_and_client(tmp_path):
+    import sqlite3
+
+    class Client:
+        model, temperature, closed = "m", 0.7, False
+
+        def complete(self, messages, n):
+            return [ANSWER_A] * n
+
+        def close(self):
+            self.closed = True
+
+    path = tmp_path / "c.sqlite"
+    client = Client()
+    source = LLMPlanSource(client, AnswerCache(path), PROMPT, n_samples=2)
+    source.plan_distribution(SENTENCE)
+    with sqlite3.connect(path) as other:  # another connection sees the answer before anything is closed
+        assert other.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1
+    source.close()
+    assert client.closed and source.cache._db is None

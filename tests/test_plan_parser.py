@@ -3,6 +3,7 @@
 import ast
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,61 @@ def test_parser_never_evaluates_model_text():
         "model text must be parsed, never evaluated"
     # Text that would change if evaluated is returned as it was written.
     assert extract_plan("Action: {1 + 1}") == "1 + 1"
+
+
+ADVERSARIAL_SIZE = 100_000
+ADVERSARIAL = {
+    "spaces inside an open token": "Action: {<" + " " * ADVERSARIAL_SIZE + "}",
+    "many < without >": "Action: {" + "<" * ADVERSARIAL_SIZE + "}",
+    "< and spaces": "Action: {" + "< " * (ADVERSARIAL_SIZE // 2) + "}",
+    "< then words, never closed": "Action: {<" + " a" * (ADVERSARIAL_SIZE // 2),
+    "labels on one line": "Action: x " * (ADVERSARIAL_SIZE // 10),
+    "labels opening braces never closed": "Action: {" * (ADVERSARIAL_SIZE // 9),
+    "labels with prose lines": "Action: some prose\n" * (ADVERSARIAL_SIZE // 19),
+    "label then spaces and no colon": "action" + " " * ADVERSARIAL_SIZE,
+    "many tokens": "Action: {" + "< a >" * (ADVERSARIAL_SIZE // 5) + "}",
+    "list numbers": "Action: {" + "1" * ADVERSARIAL_SIZE + "}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_adversarial_answers_parse_in_linear_time(name):
+    """100 kB answers built to make a backtracking parser take minutes finish in well under a second."""
+    answer = ADVERSARIAL[name]
+    start = time.perf_counter()
+    extract_plan(answer)
+    normalise_plan(answer)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.5, f"{name}: {elapsed:.2f}s for {len(answer):,} characters"
+
+
+def test_the_old_token_pattern_was_the_slow_one():
+    """The timing check above can fail: the pattern this parser replaced is slower on 1% of the input."""
+    import re
+    old = re.compile(r"<\s*([^<>]*?)\s*>")
+    start = time.perf_counter()
+    old.sub("", "{<" + " " * 800 + "}")
+    old_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    normalise_plan("{<" + " " * ADVERSARIAL_SIZE + "}")
+    assert old_seconds > 5 * (time.perf_counter() - start)
+
+
+def test_tokens_are_tidied_like_before():
+    assert normalise_plan("go to <  red   key >, open < door>") == "go to <red key>, open <door>"
+    assert normalise_plan("go to <a<b >") == "go to <a<b>"
+    assert extract_plan("Action: go to <key> Action: explore") == "explore"
+
+
+def test_mediator_tokens_read_in_linear_time():
+    from planners.minigrid.mediator import parse_plan
+    from planners.tokens import angle_tokens
+    texts = ["go to <" + " a" * (ADVERSARIAL_SIZE // 2), "open " + "<" * ADVERSARIAL_SIZE,
+             "go to " + "< a >" * (ADVERSARIAL_SIZE // 5)]
+    start = time.perf_counter()
+    for text in texts:
+        parse_plan(text)
+        angle_tokens(text)
+    assert time.perf_counter() - start < 0.5
+    assert parse_plan("open <door> with <key>")[0].target == "door"
+    assert angle_tokens("a <b> <c <d > e>") == ["b", "d"]

@@ -56,8 +56,8 @@ class RunSettings:
     """What to run and where its files go."""
 
     task: str = setting("SimpleDoorKey", "task name, case-insensitive")
-    savedir: str | None = setting(None, "output folder under <logdir>/ppo/<task>/ (train: required; eval: "
-                                        "default 'eval')")
+    savedir: str | None = setting(None, "output folder inside <logdir>/ppo/<task>/ (train: required; eval: "
+                                        "default 'eval'); locked while a training run writes it")
     loaddir: str | None = setting(None, "folder under <logdir>/ppo/<task>/ holding the student to load")
     loadmodel: str = setting("acmodel.pt", "checkpoint file name in --loaddir")
     logdir: str = setting("log", "root of all run folders")
@@ -68,8 +68,9 @@ class RunSettings:
                                        nargs="*")
     device: str | None = setting(None, "torch device; default cuda if available, else cpu")
     torch_threads: int = setting(0, "torch CPU threads (0 = torch's default)", min=0, max=1024)
-    overwrite: bool = setting(False, "train: start over in an existing --savedir (its checkpoint, summary and "
-                                     "TensorBoard events are deleted first)")
+    overwrite: bool = setting(False, "train: start over in an existing --savedir (the old run is moved aside, "
+                                     "deleted after the new run's first checkpoint, and put back if the new run "
+                                     "fails before it)")
     resume: bool = setting(False, "train: continue the run in --savedir from its last checkpoint (pass a larger "
                                   "--n_itr to extend a finished run)")
 
@@ -176,8 +177,21 @@ class LLMSettings:
     temperature: float = setting(0.7, "--planner llm: sampling temperature", min=0, max=10)
     samples: int = setting(10, "--planner llm: answers asked per new sentence (the paper asks 10); their plan "
                                "frequencies are the plan probabilities", min=1, max=1000)
-    timeout: float = setting(60.0, "--planner llm: seconds allowed per HTTP request", above=0, max=3600)
-    max_retries: int = setting(3, "--planner llm: retries on connection errors, 429 and 5xx", min=0, max=100)
+    timeout: float = setting(60.0, "--planner llm: deadline in seconds for one question to the server: connecting, "
+                                   "every read, retries and their waits", above=0, max=3600)
+    max_retries: int = setting(3, "--planner llm: retries on timeouts, dropped connections, 408, 429 and 5xx "
+                                  "(within --llm_timeout)", min=0, max=100)
+    on_outage: str = setting("fallback", "--planner llm: when a server that has answered fails mid-run: fallback = "
+                                         "answer from the recorded plans and ask again later; stop = save the "
+                                         "checkpoint and exit (code 3)", choices=("fallback", "stop"))
+    outage_budget: float = setting(60.0, "--planner llm: most seconds spent waiting on a failing server per outage; "
+                                         "once spent, the rest of the run answers from the recorded plans "
+                                         "(--llm_on_outage fallback)", above=0, max=86400)
+    offline: bool = setting(False, "--planner llm: replay the answer cache without a server; sentences not in it "
+                                   "follow --llm_on_outage (fallback answers them from the recorded plans, stop is "
+                                   "an error)")
+    max_answer_chars: int = setting(4000, "--planner llm: longest answer accepted, in characters; longer answers "
+                                          "count as unparseable and are never cached", min=1, max=10**6)
     max_concurrency: int = setting(4, "--planner llm: most requests in flight at once", min=1, max=256)
     max_reasks: int = setting(2, "--planner llm: rounds of re-asking unparseable answers", min=0, max=100)
     cache: str | None = setting(None, "--planner llm: answer cache (SQLite); default <logdir>/llm_cache.sqlite, "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.habitat.layout import LayoutState, TaskLayout
+from planners.tokens import angle_tokens
 
 RECEPTACLE_WORDS = {"cab_type": "cabinet", "fridge_type": "fridge"}
 _STATE_WORDS = ("open ", "closed ")
@@ -110,7 +111,6 @@ _VERBS = (  # (pattern at the start of a step, skill); first match wins
     (re.compile(r"^open\b"), "open"),
     (re.compile(r"^(close|shut)\b"), "close"),
 )
-_TOKEN = re.compile(r"<\s*([^<>]+?)\s*>")
 
 
 def parse_habitat_plan(text: str, layout: TaskLayout, names: EntityNames) -> tuple[HabitatStep, ...]:
@@ -121,7 +121,7 @@ def parse_habitat_plan(text: str, layout: TaskLayout, names: EntityNames) -> tup
         if not part:
             continue
         skill = next((name for pattern, name in _VERBS if pattern.search(part)), None)
-        targets = [names.resolve(token) for token in _TOKEN.findall(part)]
+        targets = [names.resolve(token) for token in angle_tokens(part) if token]
         option = None
         if skill is not None and targets and None not in targets:
             option = _option_for(skill, targets, layout)
@@ -178,7 +178,7 @@ class HabitatOraclePlanSource:
         match = _SENTENCE.match(sentence)
         if match is None:
             return None
-        seen = [t for t in _TOKEN.findall(match["seen"]) if t != "nothing"]
+        seen = [t for t in angle_tokens(match["seen"]) if t and t != "nothing"]
         held = match["held"]
         if held.startswith("object"):
             goal = goal_name(held)

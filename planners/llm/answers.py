@@ -15,11 +15,19 @@ unparseable (None), rather than silently falling back to an earlier,
 probably restated, example.  An ``Action:`` label followed by prose instead
 of plan steps (no braces, no ``<...>`` token) is treated as a mere mention
 and skipped in favour of the block before it.
+
+Everything runs in time linear in the answer's length (answers come from a
+server we do not control): no pattern can backtrack, and a block without
+braces ends at the end of its line or at the next ``Action:`` label, so the
+blocks examined never overlap.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+
+from planners.tokens import angle_spans
 
 __all__ = ["extract_plan", "normalise_plan"]
 
@@ -29,7 +37,7 @@ _ACTION_LABEL = re.compile(r"\bactions?\s*[:：]", re.IGNORECASE)
 _MARKDOWN = re.compile(r"```[a-zA-Z0-9_-]*|`|\*\*|__")
 _FULLWIDTH = str.maketrans({"，": ",", "；": ";", "｛": "{", "｝": "}", "。": ".", "：": ":"})
 _SPACE = re.compile(r"\s+")
-_TOKEN = re.compile(r"<\s*([^<>]*?)\s*>")
+_HORIZONTAL_SPACE = re.compile(r"[ \t]*")
 _LIST_NUMBER = re.compile(r"^(?:\d+[.)]|[-*•])\s+")
 # A brace-less plan must look like plan steps, not prose: it needs a <token>
 # or must be one of the bare skills that take no object.
@@ -47,8 +55,7 @@ def normalise_plan(text: str) -> str:
     removed, empty options dropped.  Used for recorded and live plans alike so
     identical plans compare equal.
     """
-    text = text.translate(_FULLWIDTH).lower()
-    text = _TOKEN.sub(lambda m: "<" + _SPACE.sub(" ", m.group(1)) + ">", text)
+    text = _tidy_tokens(text.translate(_FULLWIDTH).lower())
     options = []
     for option in _OPTION_SEPARATOR.split(text):
         option = _SPACE.sub(" ", option).strip(_STRIP_CHARS)
@@ -58,19 +65,37 @@ def normalise_plan(text: str) -> str:
     return ", ".join(options)
 
 
-def _block_after(text: str, start: int) -> tuple[str, bool] | None:
+def _tidy_tokens(text: str) -> str:
+    """Trim the spaces inside every ``<...>`` token and squash its inner runs of spaces to one."""
+    parts, done = [], 0
+    for start, end in angle_spans(text):
+        parts += [text[done:start], "<", " ".join(text[start + 1:end].split()), ">"]
+        done = end + 1
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _next_at_or_after(positions: list[int], index: int, default: int) -> int:
+    """The first of the sorted ``positions`` that is >= ``index``, else ``default``."""
+    found = bisect_left(positions, index)
+    return positions[found] if found < len(positions) else default
+
+
+def _block_after(text: str, start: int, stop: int, closes: list[int], newlines: list[int]) -> tuple[str, bool] | None:
     """Return the plan text that follows an ``Action:`` label ending at ``start``.
 
-    The flag says whether the plan was wrapped in braces.  An opening brace
-    without a closing one is treated like a brace-less plan on that line.
+    The flag says whether the plan was wrapped in braces.  A brace-less plan
+    ends at the end of its line or at ``stop`` (where the next label starts);
+    an opening brace without a closing one is treated like a brace-less plan.
     """
-    rest = text[start:].lstrip(" \t")
-    if rest.startswith("{"):
-        close = rest.find("}")
+    begin = _HORIZONTAL_SPACE.match(text, start).end()
+    if begin < len(text) and text[begin] == "{":
+        close = _next_at_or_after(closes, begin, -1)
         if close != -1:
-            return rest[1:close], True
-        return rest[1:].split("\n", 1)[0], False
-    line = rest.split("\n", 1)[0]
+            return text[begin + 1:close], True
+        begin += 1
+    end = min(_next_at_or_after(newlines, begin, len(text)), stop)
+    line = text[begin:end]
     return (line, False) if line.strip() else None
 
 
@@ -90,8 +115,12 @@ def extract_plan(answer: str) -> str | None:
     if not answer:
         return None
     text = _MARKDOWN.sub("", answer.translate(_FULLWIDTH))
-    for label in reversed(list(_ACTION_LABEL.finditer(text))):
-        block = _block_after(text, label.end())
+    labels = list(_ACTION_LABEL.finditer(text))
+    closes = [match.start() for match in re.finditer("}", text)]
+    newlines = [match.start() for match in re.finditer("\n", text)]
+    for number in range(len(labels) - 1, -1, -1):
+        stop = labels[number + 1].start() if number + 1 < len(labels) else len(text)
+        block = _block_after(text, labels[number].end(), stop, closes, newlines)
         if block is None:
             continue
         raw, braced = block

@@ -7,39 +7,80 @@ proxies and llama.cpp-style servers silently return one choice), so
 choices come back, and from then on fetches the answers with concurrent
 single-answer requests.
 
-Failures are retried a bounded number of times with exponential backoff
-(connection errors, timeouts, HTTP 429 and 5xx; ``Retry-After`` is honoured
-up to a cap) and then surface as one :class:`LLMServerError` whose one-line
-message names the URL, what went wrong and what to check.  The API key is
-read from an environment variable and never appears in logs, exceptions,
-``repr()`` or :meth:`ChatCompletionsClient.settings`.
+One question (:meth:`ChatCompletionsClient.complete`) has one deadline,
+``timeout`` seconds, that covers everything it does: connecting, sending,
+every read, retries and the waits between them (see
+:mod:`planners.llm.transport`).  Failures come in two kinds:
+
+* :class:`LLMTransientError` - timeouts, HTTP 408/429/5xx, refused or broken
+  connections.  Retried with exponential backoff (``Retry-After`` honoured up
+  to a cap) while the deadline allows, then raised: the caller's outage
+  policy decides what happens next.
+* :class:`LLMConfigError` - HTTP 400/401/403/404 and other 4xx, a malformed
+  URL, a reply that is not chat-completions JSON.  Never retried: a setting
+  is wrong, and the one-line message names it.
+
+Answers longer than ``max_answer_chars`` are replaced by a
+:class:`DroppedAnswer` (a short note that holds no plan), and the reply body is
+read with a byte cap sized from ``n`` and that limit, so an endless answer
+never reaches memory whole.  The API key is read from an environment
+variable and never appears in logs, exceptions, ``repr()`` or
+:meth:`ChatCompletionsClient.settings`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+from planners.llm.transport import (BadURL, BodyTooLarge, ConnectFailed, ConnectionLost, DeadlineExceeded,
+                                    Reply, exchange, split_url)
 
-__all__ = ["ChatCompletionsClient", "LLMServerError", "DEFAULT_API_KEY_ENV"]
+__all__ = ["ChatCompletionsClient", "LLMServerError", "LLMConfigError", "LLMTransientError", "DroppedAnswer",
+           "DEFAULT_API_KEY_ENV", "DEFAULT_MAX_ANSWER_CHARS"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "LLM4TEACH_API_KEY"
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+DEFAULT_MAX_ANSWER_CHARS = 4000
 # Servers that reject n > 1 outright (instead of ignoring it) answer with one of these.
 _N_REJECTED_STATUSES = frozenset({400, 422})
 # A refused connection means nothing is listening; waiting longer rarely helps.
 _MAX_CONNECT_RETRIES = 2
 _CONNECT_BACKOFF_CAP = 0.5
+_CONNECT_TIMEOUT_CAP = 10.0
+# Reply-size cap: JSON may spell a character in up to 12 bytes (an escaped surrogate pair); plus per-choice
+# and per-reply room for the rest of the JSON.
+_BYTES_PER_CHAR = 12
+_CHOICE_SLACK = 4096
+_REPLY_SLACK = 65536
+_UPPER_WORD = re.compile(r"[A-Z0-9_]+")
 
 
 class LLMServerError(RuntimeError):
-    """The LLM server could not produce an answer; the message says why and what to check."""
+    """The LLM server could not produce an answer; the one-line message says why and what to check."""
+
+
+class LLMConfigError(LLMServerError):
+    """A setting is wrong (URL, model, API key): retrying cannot help."""
+
+
+class LLMTransientError(LLMServerError):
+    """The server failed in a way that may pass (timeout, overload, restart): an outage."""
+
+
+class DroppedAnswer(str):
+    """Stands in for an answer refused for its size: a short note that holds no plan."""
+
+
+def is_transient_status(status: int) -> bool:
+    """HTTP statuses worth retrying: request timeout, rate limit and server-side failures."""
+    return status in (408, 429) or status >= 500
 
 
 class _Secret:
@@ -61,7 +102,7 @@ class _Secret:
 
 def _one_line(text: str, limit: int = 200) -> str:
     """Squash ``text`` onto one line and cut it to ``limit`` characters."""
-    text = " ".join(str(text).split())
+    text = " ".join(str(text)[: limit * 4].split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -74,6 +115,31 @@ def _endpoint(base_url: str) -> str:
     return base + "/v1/chat/completions"
 
 
+def _error_message(reply: Reply) -> str:
+    """The server's own explanation of an error reply (OpenAI's ``error.message`` when present)."""
+    text = reply.text()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        for field in ("detail", "message", "error"):
+            if isinstance(payload.get(field), str):
+                return payload[field]
+    return text
+
+
+def _named_key_variable(message: str) -> str | None:
+    """An environment variable like ``ZHIPUAI_API_KEY`` that an error message names, if any."""
+    for word in _UPPER_WORD.findall(message[:4000]):
+        if word.endswith("_API_KEY") and word[0].isalpha():
+            return word
+    return None
+
+
 class ChatCompletionsClient:
     """Thread-safe client for ``POST {base_url}/v1/chat/completions``.
 
@@ -81,15 +147,20 @@ class ChatCompletionsClient:
         base_url: server root, with or without a trailing ``/v1``.
         model: model name sent in every request.
         temperature: sampling temperature.
-        timeout: seconds allowed for one HTTP request (connect timeout is capped at 10 s).
-        max_retries: retries after the first attempt for 429/5xx/timeouts
-            (refused connections get at most 2 short retries).
+        timeout: deadline in seconds for one question: connect, all reads, retries and waits
+            (the connect step alone is capped at 10 s).
+        max_retries: retries after the first attempt for 408/429/5xx/timeouts/dropped connections
+            (refused connections get at most 2 short retries); the deadline may cut them short.
         backoff_base: first retry delay in seconds; doubles on every retry.
         max_backoff: cap in seconds for any single wait, including ``Retry-After``.
         max_concurrency: most requests in flight at once when filling answers.
         max_tokens: answer length limit sent to the server.
         api_key_env: name of the environment variable holding the API key;
             sent as ``Authorization: Bearer ...`` only when set.
+        max_answer_chars: longest answer kept; longer ones become :class:`DroppedAnswer`.
+
+    Raises:
+        LLMConfigError: ``base_url`` is not a usable http(s) URL.
     """
 
     def __init__(
@@ -104,11 +175,17 @@ class ChatCompletionsClient:
         max_concurrency: int = 8,
         max_tokens: int = 256,
         api_key_env: str = DEFAULT_API_KEY_ENV,
+        max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
     ):
-        if max_retries < 0 or max_concurrency < 1 or timeout <= 0:
-            raise ValueError("need max_retries >= 0, max_concurrency >= 1 and timeout > 0")
+        if max_retries < 0 or max_concurrency < 1 or not timeout > 0 or max_answer_chars < 1:
+            raise ValueError("need max_retries >= 0, max_concurrency >= 1, timeout > 0 and max_answer_chars >= 1")
         self.base_url = base_url
         self.url = _endpoint(base_url)
+        try:
+            split_url(self.url)
+        except BadURL as exc:
+            raise LLMConfigError(f"--llm_url {base_url!r} is not usable: {exc}; give the server root, "
+                                 f"e.g. http://localhost:8000") from None
         self.model = model
         self.temperature = float(temperature)
         self.timeout = float(timeout)
@@ -117,16 +194,14 @@ class ChatCompletionsClient:
         self.max_backoff = float(max_backoff)
         self.max_concurrency = int(max_concurrency)
         self.max_tokens = int(max_tokens)
+        self.max_answer_chars = int(max_answer_chars)
         self.api_key_env = api_key_env
         self._api_key = _Secret(os.environ.get(api_key_env) or None)
         # None until the first n > 1 request tells us whether the server honours n.
         self.server_honours_n: bool | None = None
         self.requests_made = 0
+        self.dropped_answers = 0
         self._count_lock = threading.Lock()
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            limits=httpx.Limits(max_connections=self.max_concurrency),
-        )
 
     def __repr__(self) -> str:
         return f"ChatCompletionsClient(url={self.url!r}, model={self.model!r})"
@@ -144,13 +219,13 @@ class ChatCompletionsClient:
             "max_backoff": self.max_backoff,
             "max_concurrency": self.max_concurrency,
             "max_tokens": self.max_tokens,
+            "max_answer_chars": self.max_answer_chars,
             "api_key_env": self.api_key_env,
             "api_key_set": self._api_key.reveal() is not None,
         }
 
     def close(self) -> None:
-        """Close the pooled HTTP connections."""
-        self._http.close()
+        """Nothing to release: every request uses its own connection, closed when it ends."""
 
     def __enter__(self) -> "ChatCompletionsClient":
         return self
@@ -160,50 +235,39 @@ class ChatCompletionsClient:
 
     # ------------------------------------------------------------------ public
 
-    def complete(self, messages: list[dict], n: int) -> list[str]:
-        """Return ``n`` answer texts for the chat ``messages``.
+    def complete(self, messages: list[dict], n: int, timeout: float | None = None) -> list[str]:
+        """Return ``n`` answer texts for the chat ``messages`` within ``timeout`` seconds (default: the client's).
+
+        Answers over ``max_answer_chars`` come back as :class:`DroppedAnswer` notes.
 
         Raises:
-            LLMServerError: the server stayed unreachable or kept failing.
+            LLMConfigError: a setting is wrong (not retried).
+            LLMTransientError: the server stayed unreachable, kept failing or ran out of time.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        budget = self.timeout if timeout is None else min(float(timeout), self.timeout)
+        deadline = time.monotonic() + budget
         answers: list[str] = []
         if n == 1 or self.server_honours_n is not False:
-            answers = self._ask_with_n(messages, n)
+            answers = self._ask_with_n(messages, n, deadline, budget)
         missing = n - len(answers)
         if missing > 0:
-            answers += self._ask_singly(messages, missing)
+            answers += self._ask_singly(messages, missing, deadline, budget)
         if len(answers) < n:
             raise self._fail(
+                LLMConfigError,
                 f"replies carried {len(answers)} of {n} requested answers (empty 'choices')",
-                f"check that the server really serves chat completions for model {self.model!r}",
+                f"check that the server really serves chat completions for --llm_model {self.model!r}",
             )
         return answers[:n]
 
-    def check_reachable(self) -> None:
-        """Fail fast, with the one-line error, if nothing answers at the server's address.
-
-        Sends ``GET /v1/models`` (cheap; no generation). Any HTTP answer, even 404 from a server without
-        that route, counts as reachable; only connection failures and timeouts raise.
-        """
-        models_url = self.url[: -len("/chat/completions")] + "/models"
-        try:
-            self._http.get(models_url, headers=self._headers(), timeout=min(self.timeout, 10.0))
-        except httpx.ConnectError as exc:
-            reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
-            raise self._fail(f"{reason} ({_one_line(exc, 120)})",
-                             "check that the server is running and that --llm_url is right") from None
-        except httpx.TimeoutException:
-            raise self._fail("no answer to GET /v1/models within 10s",
-                             "check that the server is running and that --llm_url is right") from None
-
     # ----------------------------------------------------------------- helpers
 
-    def _ask_with_n(self, messages: list[dict], n: int) -> list[str]:
+    def _ask_with_n(self, messages: list[dict], n: int, deadline: float, budget: float) -> list[str]:
         """One request asking for ``n`` choices; learns whether ``n`` is honoured."""
         try:
-            answers = self._post(messages, n)
+            answers = self._post(messages, n, deadline, budget)
         except _NRejected:
             log.info("%s rejected n=%d; asking for answers one at a time", self.url, n)
             self.server_honours_n = False
@@ -216,11 +280,11 @@ class ChatCompletionsClient:
             self.server_honours_n = True
         return answers
 
-    def _ask_singly(self, messages: list[dict], count: int) -> list[str]:
-        """Get ``count`` answers with concurrent single-answer requests."""
+    def _ask_singly(self, messages: list[dict], count: int, deadline: float, budget: float) -> list[str]:
+        """Get ``count`` answers with concurrent single-answer requests sharing one deadline."""
         workers = min(self.max_concurrency, count)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-            results = list(pool.map(lambda _: self._post(messages, 1), range(count)))
+            results = list(pool.map(lambda _: self._post(messages, 1, deadline, budget), range(count)))
         # A server may hand out more than one choice even when asked for one.
         return [answer for batch in results for answer in batch][:count]
 
@@ -243,88 +307,124 @@ class ChatCompletionsClient:
                 pass
         return min(delay, cap)
 
-    def _fail(self, what: str, hint: str) -> "LLMServerError":
-        return LLMServerError(f"LLM server at {self.url}: {what}; {hint}")
+    def _fail(self, kind: type, what: str, hint: str) -> LLMServerError:
+        return kind(f"LLM server at {self.url}: {what}; {hint}")
 
-    def _post(self, messages: list[dict], n: int) -> list[str]:
-        """POST one request (with retries) and return the answer texts it carried."""
-        body = {
+    def _max_body(self, n: int) -> int:
+        return n * (self.max_answer_chars * _BYTES_PER_CHAR + _CHOICE_SLACK) + _REPLY_SLACK
+
+    def _post(self, messages: list[dict], n: int, deadline: float, budget: float) -> list[str]:
+        """POST one request (with retries, within ``deadline``) and return the answer texts it carried."""
+        body = json.dumps({
             "model": self.model,
             "messages": messages,
             "temperature": self.temperature,
             "n": n,
             "max_tokens": self.max_tokens,
-        }
+        }).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **self._headers()}
         check_server = (
             f"check that the server is running, that --llm_url is right "
-            f"and that it serves model {self.model!r}"
+            f"and that it serves --llm_model {self.model!r}"
         )
         attempt = 0
         connect_failures = 0
         while True:
             self._count_request()
             try:
-                response = self._http.post(self.url, json=body, headers=self._headers())
-            except httpx.ConnectError as exc:
+                reply = exchange("POST", self.url, body=body, headers=headers, deadline=deadline,
+                                 max_body=self._max_body(n), connect_timeout=min(self.timeout, _CONNECT_TIMEOUT_CAP))
+            except BadURL as exc:
+                raise self._fail(LLMConfigError, str(exc), "fix --llm_url") from None
+            except BodyTooLarge as exc:
+                log.warning("%s: %s; the %d answers count as invalid", self.url, exc, n)
+                return [self._dropped(None) for _ in range(n)]
+            except DeadlineExceeded:
+                raise self._fail(
+                    LLMTransientError,
+                    f"no complete answer within the {budget:g}s deadline ({attempt} retries)",
+                    "check that the server is not overloaded or raise --llm_timeout; " + check_server,
+                ) from None
+            except ConnectFailed as exc:
                 connect_failures += 1
+                problem = str(exc)
                 if connect_failures > min(self.max_retries, _MAX_CONNECT_RETRIES):
-                    reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
-                    raise self._fail(
-                        f"{reason} after {connect_failures - 1} retries ({_one_line(exc, 120)})",
-                        check_server,
-                    ) from None
+                    raise self._fail(LLMTransientError, f"{problem} after {connect_failures - 1} retries",
+                                     check_server) from None
                 delay = self._wait(attempt, cap=_CONNECT_BACKOFF_CAP)
-                log.warning("%s: cannot connect, retrying in %.2fs", self.url, delay)
-            except httpx.TimeoutException:
+            except ConnectionLost as exc:
+                problem = _one_line(exc, 160)
                 if attempt >= self.max_retries:
-                    raise self._fail(
-                        f"no answer within {self.timeout:g}s after {attempt} retries",
-                        "check that the server is not overloaded or raise --llm_timeout; " + check_server,
-                    ) from None
+                    raise self._fail(LLMTransientError, f"{problem} after {attempt} retries", check_server) from None
                 delay = self._wait(attempt)
-                log.warning("%s: timed out, retrying in %.2fs", self.url, delay)
-            except httpx.HTTPError as exc:  # protocol errors, dropped connections
-                if attempt >= self.max_retries:
-                    raise self._fail(
-                        f"{type(exc).__name__} after {attempt} retries ({_one_line(exc, 120)})",
-                        check_server,
-                    ) from None
-                delay = self._wait(attempt)
-                log.warning("%s: %s, retrying in %.2fs", self.url, type(exc).__name__, delay)
             else:
-                status = response.status_code
+                status = reply.status
                 if status < 300:
-                    return self._parse(response, check_server)
-                detail = _one_line(response.text, 160)
+                    return self._parse(reply, n, check_server)
+                detail = _one_line(_error_message(reply), 160)
                 if n > 1 and status in _N_REJECTED_STATUSES:
                     # Possibly a server that refuses n > 1; single requests will tell.
                     raise _NRejected()
-                if status not in _RETRY_STATUSES:
-                    raise self._fail(f"HTTP {status} ({detail})", self._hint_for(status, check_server))
+                if not is_transient_status(status):
+                    raise self._fail(LLMConfigError, f"HTTP {status} ({detail})", self._hint_for(status, reply))
+                problem = f"HTTP {status}"
                 if attempt >= self.max_retries:
-                    raise self._fail(f"HTTP {status} after {attempt} retries ({detail})", check_server)
-                delay = self._wait(attempt, response.headers.get("Retry-After"))
-                log.warning("%s: HTTP %d, retrying in %.2fs", self.url, status, delay)
+                    raise self._fail(LLMTransientError, f"HTTP {status} after {attempt} retries ({detail})",
+                                     check_server)
+                delay = self._wait(attempt, reply.headers.get("retry-after"))
+            if time.monotonic() + delay >= deadline:
+                raise self._fail(LLMTransientError,
+                                 f"{problem}, and the {budget:g}s deadline leaves no time for retry {attempt + 1}",
+                                 "check that the server is not overloaded or raise --llm_timeout; " + check_server)
+            log.warning("%s: %s, retrying in %.2fs", self.url, problem, delay)
             attempt += 1
             time.sleep(delay)
 
-    def _hint_for(self, status: int, check_server: str) -> str:
+    def _hint_for(self, status: int, reply: Reply) -> str:
+        """What to fix for a configuration error ``status``: the setting or variable to look at."""
         if status in (401, 403):
-            return f"check the API key in environment variable {self.api_key_env}"
+            named = _named_key_variable(_error_message(reply))
+            if named and named != self.api_key_env:
+                return (f"the server reports that its own upstream key was refused: fix {named} in the environment "
+                        f"where the server runs (the ChatGLM proxy reads ZHIPUAI_API_KEY)")
+            if self._api_key.reveal() is None:
+                return (f"no API key was sent: set the environment variable {self.api_key_env} "
+                        f"(--llm_api_key_env names the variable)")
+            return (f"check the API key in the environment variable {self.api_key_env} "
+                    f"(--llm_api_key_env names the variable)")
         if status == 404:
-            return f"check that --llm_url points at the server root and that it serves model {self.model!r}"
-        return check_server
+            return (f"check that --llm_url points at the server root and that the server serves "
+                    f"--llm_model {self.model!r}")
+        return f"check --llm_model {self.model!r} and --llm_url: the server refused the request"
 
-    def _parse(self, response: httpx.Response, check_server: str) -> list[str]:
-        """Return the message contents of a chat-completions response."""
+    def _dropped(self, length: int | None) -> DroppedAnswer:
+        with self._count_lock:
+            self.dropped_answers += 1
+        size = f"of {length:,} characters " if length is not None else ""
+        return DroppedAnswer(f"[answer {size}dropped: over the {self.max_answer_chars:,}-character limit]")
+
+    def _parse(self, reply: Reply, n: int, check_server: str) -> list[str]:
+        """Return the message contents of a chat-completions reply (oversized ones dropped)."""
         try:
-            choices = response.json()["choices"]
-            return [(choice.get("message") or {}).get("content") or "" for choice in choices]
+            choices = json.loads(reply.body)["choices"]
+            texts = [_content((choice.get("message") or {}).get("content")) for choice in choices]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise self._fail(
-                f"reply is not in chat-completions format ({_one_line(response.text, 120)})",
-                check_server,
+                LLMConfigError,
+                f"reply is not in chat-completions format ({_one_line(reply.text(), 120)})",
+                "check that --llm_url points at an OpenAI-compatible server; " + check_server,
             ) from None
+        return [self._dropped(len(text)) if len(text) > self.max_answer_chars else text for text in texts]
+
+
+def _content(content) -> str:
+    """A message's text: a string, or the text parts of a list of parts; anything else counts as empty."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content
+                       if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return ""
 
 
 class _NRejected(Exception):

@@ -18,6 +18,7 @@ import numpy as np
 from minigrid.core.constants import COLOR_TO_IDX, IDX_TO_COLOR, OBJECT_TO_IDX
 
 from envs.remembered_map import AGENT_CHANNEL, COLOR_CHANNEL, OBJECT_CHANNEL, STATE_CHANNEL
+from planners.tokens import first_angle_token
 
 NAMING_STYLES = ("plain", "colored", "numbered")
 KEY, DOOR = OBJECT_TO_IDX["key"], OBJECT_TO_IDX["door"]
@@ -99,7 +100,6 @@ _VERBS = (  # (pattern at the start of an option, skill); first match wins
     (re.compile(r"^(drop|put down|release)\b"), "drop"),
     (re.compile(r"^(open|unlock|toggle)\b"), "open"),
 )
-_TARGET = re.compile(r"<\s*([^<>]+?)\s*>")
 
 
 def parse_plan(text: str) -> Plan:
@@ -113,8 +113,7 @@ def parse_plan(text: str) -> Plan:
         if not part:
             continue
         skill = next((name for pattern, name in _VERBS if pattern.search(part)), "unknown")
-        target_match = _TARGET.search(part)
-        target = target_match.group(1) if target_match else None
+        target = first_angle_token(part)
         if skill == "explore":
             target = None
         elif target is None:
