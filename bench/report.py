@@ -248,7 +248,7 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     commits = sorted({r["commit"] for rows_ in teachers.values() for r in rows_})
     sections = [f"# Sweep '{name}'", "",
-                f"Sweep started at commit {settings.get('commit', 'unknown')}"
+                f"Sweep run at commit(s) {', '.join(settings.get('commits') or [settings.get('commit', 'unknown')])}"
                 + (f"; teachers alone measured at {', '.join(commits)}" if commits else "") + ".",
                 f"Machine: {json.dumps(settings.get('machine', {}))}.", "", "Methods:", ""]
     from bench.sweep import METHOD_NOTES

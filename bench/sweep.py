@@ -457,11 +457,15 @@ def main(args: argparse.Namespace) -> int:
         if (spec.task, spec.method, spec.seed) in finished:
             check_unchanged(spec, finished[(spec.task, spec.method, spec.seed)])
     index_dir.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()
+    earlier = json.loads((index_dir / "sweep.json").read_text()).get("commits", []) \
+        if (index_dir / "sweep.json").exists() else []
     (index_dir / "sweep.json").write_text(json.dumps(
         {"tasks": plan.tasks, "methods": plan.methods, "seeds": plan.seeds, "budgets": plan.budgets,
          "baseline_factor": plan.baseline_factor, "eval_every_steps": plan.eval_every_steps,
          "teacher_episodes": plan.teacher_episodes, "settings": plan.settings,
-         "method_settings": plan.method_settings, "config_file": args.config, "commit": git_commit(),
+         "method_settings": plan.method_settings, "config_file": args.config, "commit": commit,
+         "commits": earlier + [commit] if commit not in earlier else earlier,  # every commit that ran a part
          "ray_address": args.ray_address, "machine": _machine()}, indent=2))
     todo = [s for s in specs if (s.task, s.method, s.seed) not in finished]
     print(f"sweep '{name}': {len(specs)} runs, {len(specs) - len(todo)} already done, index {index}")

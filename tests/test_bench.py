@@ -32,11 +32,13 @@ def test_tiny_sweep_then_report(tmp_path, capsys):
                                                                      ("SimpleDoorKey", "hard", "1")]
     assert all(r["env_seeds"] == "1000000..1000003" and r["interval"] == "95% Wilson score" for r in teacher)
     assert all(r["skills"] == "paper" and r["hard_sampling"] == "step" and r["commit"] for r in teacher)
-    assert json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())["commit"]
+    commit = json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())["commit"]
+    assert commit and json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())["commits"] == [commit]
 
     capsys.readouterr()
     assert main.main(["sweep", "--name", "tiny", "--logdir", logdir] + TINY) == 0
     assert "4 already done" in capsys.readouterr().out, "a rerun continues instead of redoing"
+    assert json.loads((tmp_path / "sweeps" / "tiny" / "sweep.json").read_text())["commits"] == [commit]
 
     out = tmp_path / "report"
     assert main.main(["report", "--name", "tiny", "--logdir", logdir, "--out", str(out)]) == 0
