@@ -147,20 +147,37 @@ def load_plan_file(path: str) -> tuple[str | None, SweepPlan]:
         raise ValueError(f"sweep file {path} must be a mapping")
     unknown = sorted(set(data) - PLAN_KEYS)
     if unknown:
-        raise ValueError(f"sweep file {path} has unknown keys: {', '.join(unknown)} (known: {', '.join(sorted(PLAN_KEYS))})")
+        raise ValueError(f"sweep file {path} has unknown keys: {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(PLAN_KEYS))})")
     tasks = data.get("tasks")
-    if not isinstance(tasks, dict) or not tasks or not all(isinstance(v, dict) and "budget" in v for v in tasks.values()):
+    if not isinstance(tasks, dict) or not tasks or \
+            not all(isinstance(v, dict) and "budget" in v for v in tasks.values()):
         raise ValueError(f"sweep file {path}: 'tasks' must map each task to {{budget: ENV_STEPS}}")
     for key in ("methods", "seeds"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise ValueError(f"sweep file {path}: '{key}' must be a non-empty list")
-    plan = SweepPlan(tasks=list(tasks), methods=list(data["methods"]), seeds=[int(s) for s in data["seeds"]],
-                     budgets={t: int(v["budget"]) for t, v in tasks.items()},
-                     baseline_factor=float(data.get("baseline_factor", 1.0)),
-                     eval_every_steps=data.get("eval_every_steps"),
-                     teacher_episodes=int(data.get("teacher_episodes", 200)),
+    factor = data.get("baseline_factor", 1.0)
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0:
+        raise ValueError(f"sweep file {path}: baseline_factor must be a positive number, got {factor!r}")
+    for key in ("settings", "method_settings"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise ValueError(f"sweep file {path}: '{key}' must be a mapping")
+    every = data.get("eval_every_steps")
+    plan = SweepPlan(tasks=list(tasks), methods=list(data["methods"]),
+                     seeds=[_whole(path, "a seed", seed, 0) for seed in data["seeds"]],
+                     budgets={t: _whole(path, f"the budget of {t}", v["budget"], 1) for t, v in tasks.items()},
+                     baseline_factor=float(factor),
+                     eval_every_steps=None if every is None else _whole(path, "eval_every_steps", every, 1),
+                     teacher_episodes=_whole(path, "teacher_episodes", data.get("teacher_episodes", 200), 0),
                      settings=dict(data.get("settings") or {}), method_settings=dict(data.get("method_settings") or {}))
     return data.get("name"), plan
+
+
+def _whole(path: str, what: str, value, minimum: int) -> int:
+    """``value`` if it is a whole number >= ``minimum``, else a one-line error naming the file."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"sweep file {path}: {what} must be a whole number >= {minimum}, got {value!r}")
+    return value
 
 
 def make_specs(plan: SweepPlan, llm_url: str | None) -> list[RunSpec]:
@@ -317,9 +334,10 @@ def measure_teachers(plan: SweepPlan, logdir: str, name: str, llm_url: str | Non
                     if (task, method, seed, plan.teacher_episodes) in done:
                         continue
                     teacher = build_teacher(config, plan.teacher_episodes, seed)
+                    policy = TeacherPolicy(teacher, config.eval.eval_deterministic, seed)
                     try:
-                        summary = heldout_evaluation(task, TeacherPolicy(teacher, config.eval.eval_deterministic, seed),
-                                                     plan.teacher_episodes, deterministic=config.eval.eval_deterministic)
+                        summary = heldout_evaluation(task, policy, plan.teacher_episodes,
+                                                     deterministic=config.eval.eval_deterministic)
                     finally:
                         teacher.close()
                     interval = summary["interval"]

@@ -170,3 +170,18 @@ def test_the_final_sweep_file_fixes_budgets_and_one_evaluation_interval(tmp_path
     assert "unknown keys: budget_rule" in capsys.readouterr().err
     assert main.main(["sweep", "--config", str(bad), "--total_steps", "5", "--logdir", str(tmp_path)]) == 2
     assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tasks: {SimpleDoorKey: {budget: lots}}\nmethods: [hard]\nseeds: [0]\n", "the budget of SimpleDoorKey must be"),
+    ("tasks: {SimpleDoorKey: {budget: 1024}}\nmethods: [hard]\nseeds: [-1]\n", "a seed must be a whole number >= 0"),
+    ("tasks: {SimpleDoorKey: {budget: 1024}}\nmethods: [hard]\nseeds: [0]\nbaseline_factor: 0\n", "baseline_factor"),
+    ("tasks: [SimpleDoorKey]\nmethods: [hard]\nseeds: [0]\n", "'tasks' must map each task"),
+    ("tasks: {SimpleDoorKey: {budget: 1024}}\nmethods: [magic]\nseeds: [0]\n", "unknown method 'magic'"),
+])
+def test_a_bad_sweep_file_is_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    assert main.main(["sweep", "--config", str(path), "--logdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
