@@ -236,23 +236,11 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
         teacher = build_teacher(config, num_envs, seed)
         return (TeacherPolicy(teacher, config.eval.eval_deterministic, seed), config.env.frame_stack,
                 f"teacher alone ({teacher.mode}, {config.teacher.planner} planner)")
-    import envs
-    from algos.model import ActorCritic
+    from algos.evaluate import load_student
     from algos.trainer import resolve_device
-    from algos.model import check_compatible
-    from utils.checkpoint import load_checkpoint, load_weights
-    payload = load_checkpoint(checkpoint)
-    meta = payload["meta"]
-    model_config = meta.get("model_config", {})
+    model, meta = load_student(checkpoint, config.run.task)
     frame_stack = int(meta.get("frame_stack", 1))
-    env = envs.make_env(config.run.task)
-    frame_shape = env.observation_space.shape
-    obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
-    check_compatible(meta, config.run.task, obs_shape, int(env.action_space.n), checkpoint)
     device = resolve_device(config.run.device)
-    model = ActorCritic(tuple(model_config["obs_shape"]), model_config["num_actions"], model_config["hidden_size"],
-                        model_config["recurrent"], model_config["ego_size"])
-    load_weights(model, payload["model"], checkpoint)
     model.to(device).eval()
     return (StudentPolicy(model, device, config.eval.eval_deterministic, seed), frame_stack,
             f"student {checkpoint} (iteration {meta.get('iteration')}, {meta.get('env_steps'):,} env steps)")
@@ -284,7 +272,8 @@ def cache_command(args) -> int:
 def export_command(args) -> int:
     """Write the student of --loaddir as ONNX and check onnxruntime against torch on recorded observations."""
     import numpy as np
-    from algos.export import check_export, export_onnx, load_student, record_observations
+    from algos.evaluate import load_student
+    from algos.export import check_export, export_onnx, record_observations
     from envs import get_task
     if args.num_obs <= 0 or args.tolerance < 0:
         raise UsageError("--num_obs must be positive and --tolerance >= 0")

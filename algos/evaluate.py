@@ -6,12 +6,15 @@ others. The first ``num_videos`` episodes can be recorded as frames of the remem
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import envs as task_envs
+from algos.model import ActorCritic, check_compatible
 from envs.vector import FrameStack
+from utils.checkpoint import load_checkpoint, load_weights
 from utils.video import render_remembered_map
 
 
@@ -132,3 +135,24 @@ def run_episodes(task: str, seeds: list[int | None], policy, frame_stack: int = 
                 active[i] = False
                 successes[i] = bool(info.get("success", False))
     return EvalResult(returns.tolist(), lengths.tolist(), successes.tolist(), list(seeds), videos)
+
+
+def load_student(checkpoint: Path, task: str) -> tuple[ActorCritic, dict]:
+    """The student saved in ``checkpoint`` for ``task`` (eval mode, CPU) and the checkpoint's meta.
+
+    Refuses (CheckpointError, one line) a damaged file, another task, another observation shape or weights
+    that do not fit the network the meta describes.
+    """
+    payload = load_checkpoint(checkpoint)
+    meta = payload["meta"]
+    frame_stack = int(meta.get("frame_stack", 1))
+    env = task_envs.make_env(task)
+    frame_shape = env.observation_space.shape
+    obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
+    check_compatible(meta, task, obs_shape, int(env.action_space.n), checkpoint)
+    env.close()
+    config = meta["model_config"]
+    model = ActorCritic(tuple(config["obs_shape"]), config["num_actions"], config["hidden_size"],
+                        config["recurrent"], config["ego_size"])
+    load_weights(model, payload["model"], checkpoint)
+    return model.eval(), meta
