@@ -110,12 +110,10 @@ def test_the_minimal_example_uses_only_the_envs_and_the_teacher():
 
 
 UTILS_FORBIDDEN = ("algos", "planners", "envs", "bench", "main")
-# Known violations, removed by the settings rewrite (issue 13); each flips to XPASS (a failure, being
-# strict) when fixed, so the entry must then be deleted from this list and the rule below covers the module.
+# Known violations; each flips to XPASS (a failure, being strict) once fixed: then delete its entry, and
+# test_utils_import_nothing_above_them covers the module. (checkpoint -> algos and cli -> bench are gone.)
 UTILS_KNOWN = {
-    "utils.checkpoint": "imports algos.model (ARCHITECTURE_VERSION)",
-    "utils.cli": "imports bench (its subcommands' arguments)",
-    "utils.config": "imports envs (get_task, to find a task's config file)",
+    "utils.config": "imports envs (get_task: registers the tasks and finds a task's family and config)",
 }
 # utils/chatglm_api.py is kept as a shim for `python -m utils.chatglm_api` (the paper's README command).
 UTILS_SHIMS = {"utils.chatglm_api": ("planners.llm.chatglm_proxy",)}

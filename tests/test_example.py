@@ -66,7 +66,7 @@ def test_minimal_example_loss_has_the_same_gradient_as_algos_ppo():
     buffer = rollout(actions, advantages, old_logp, old_values, returns)
     buffer.teacher_probs[:, 0] = teacher
     ppo = settings(lr=0.0, ent_coef=example.ENT_COEF, vf_coef=example.VF_COEF, clip_coef=example.CLIP,
-                   normalize_advantages=True)
+                   norm_adv=True)
     ppo_update(reference, torch.optim.SGD(reference.parameters(), lr=0.0), buffer, ppo, 0.5,
                torch.Generator().manual_seed(0))
 

@@ -9,14 +9,13 @@ ratio left unclipped, the entropy sign flipped, the policy loss negated, advanta
 """
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
 
 from algos.buffer import RolloutBuffer
-from algos.ppo import PPOSettings, ppo_update
+from algos.ppo import ppo_update
+from utils.config import PPOSettings
 
 NUM_ACTIONS = 4
 CLIP = 0.2
@@ -53,7 +52,7 @@ class TablePolicy(nn.Module):
 def settings(**overrides) -> PPOSettings:
     """One epoch over one minibatch with no entropy bonus and no gradient clipping, unless overridden."""
     values = dict(lr=0.1, clip_coef=CLIP, ent_coef=0.0, vf_coef=0.5, max_grad_norm=1e9, update_epochs=1,
-                  num_minibatches=1, normalize_advantages=False)
+                  num_minibatches=1, norm_adv=False)
     values.update(overrides)
     return PPOSettings(**values)
 
@@ -86,7 +85,7 @@ def test_policy_gradient_raises_positive_advantage_actions_and_lowers_negative_o
     actions = torch.tensor([0, 1, 2, 3])
     advantages = torch.tensor([1.0, 2.0, -1.0, -2.0])
     before = model.log_pi(actions)
-    update(model, rollout(actions, advantages, before), settings(normalize_advantages=normalize))
+    update(model, rollout(actions, advantages, before), settings(norm_adv=normalize))
     change = model.log_pi(actions) - before
     assert (change[:2] > 1e-3).all(), f"pi(a) must rise where the advantage is positive: {change}"
     assert (change[2:] < -1e-3).all(), f"pi(a) must fall where the advantage is negative: {change}"
@@ -126,7 +125,7 @@ def test_entropy_bonus_raises_entropy_when_advantages_are_zero():
     actions = torch.tensor([0, 1, 3])
     before = model.entropy()
     stats = update(model, rollout(actions, [0.0, 0.0, 0.0], model.log_pi(actions)),
-                   settings(lr=1.0, ent_coef=0.5, normalize_advantages=True))
+                   settings(lr=1.0, ent_coef=0.5, norm_adv=True))
     assert (model.entropy() > before + 1e-3).all(), f"entropy {before} -> {model.entropy()}"
     assert stats["entropy"] == pytest.approx(before.mean().item(), rel=1e-5)
 
@@ -134,7 +133,7 @@ def test_entropy_bonus_raises_entropy_when_advantages_are_zero():
 def _update_with(advantages: torch.Tensor, normalize: bool) -> torch.Tensor:
     model = TablePolicy(random_logits(len(advantages), seed=2))
     actions = torch.arange(len(advantages)) % NUM_ACTIONS
-    update(model, rollout(actions, advantages, model.log_pi(actions)), settings(normalize_advantages=normalize))
+    update(model, rollout(actions, advantages, model.log_pi(actions)), settings(norm_adv=normalize))
     return model.logits.detach()
 
 

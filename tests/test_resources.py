@@ -3,7 +3,8 @@
 An SQLite connection left open keeps the cache's write-ahead log (``<cache>-wal``) beside the file; when the
 connection is finally garbage-collected, possibly during a later run in the same process, the log is written
 back into the file. That made the suite order-dependent (issue 13, point 6): a truncated cache "healed"
-itself. So: ``-wal`` present means someone still holds the cache open.
+itself. So: ``-wal`` present means someone still holds the cache open. (Commit on write and
+``LLMPlanSource.close()`` by themselves are tested in tests/test_llm_source.py.)
 """
 from __future__ import annotations
 
@@ -55,20 +56,6 @@ def wal(cache_path: Path) -> Path:
     return cache_path.with_name(cache_path.name + "-wal")
 
 
-def test_a_put_is_committed_at_once_and_close_leaves_a_self_contained_file(tmp_path):
-    path = tmp_path / "cache.sqlite"
-    source = LLMPlanSource(StubClient(), AnswerCache(path), "prompt", n_samples=2, task="simpledoorkey")
-    assert source.plan_distribution(SENTENCE)
-    other = sqlite3.connect(path)  # another connection sees the answer: it was committed
-    try:
-        assert other.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1
-    finally:
-        other.close()
-    assert wal(path).exists(), "while the cache is open its log sits beside it (what the checks below rely on)"
-    source.cache.close()
-    assert not wal(path).exists() and rows_in_file_alone(path, tmp_path) == 1
-
-
 def test_closing_the_teacher_closes_its_source_cache_and_client(tmp_path):
     path = tmp_path / "cache.sqlite"
     client = StubClient()
@@ -76,7 +63,7 @@ def test_closing_the_teacher_closes_its_source_cache_and_client(tmp_path):
     family = MiniGridFamily()
     teacher = PlanTeacher(Planner(source, family.parse), family, num_envs=1)
     source.plan_distribution(SENTENCE)
-    assert wal(path).exists() and not client.closed
+    assert wal(path).exists() and not client.closed, "while the cache is open its log sits beside it"
     teacher.close()
     assert client.closed, "the HTTP client is closed"
     assert not wal(path).exists() and rows_in_file_alone(path, tmp_path) == 1, "the cache is closed"
@@ -88,8 +75,7 @@ def test_train_and_eval_with_a_live_llm_leave_the_cache_closed(tmp_path, capsys)
         llm = ["--planner", "llm", "--llm_url", server.url, "--logdir", str(tmp_path)]
         assert main.main(["train", "--savedir", "a"] + llm + COMMON + TRAIN) == 0
         assert cache.exists() and not wal(cache).exists(), "train closed the teacher's answer cache"
-        answers = rows_in_file_alone(cache, tmp_path)
-        assert answers > 0
+        assert rows_in_file_alone(cache, tmp_path) > 0, "and left every answer in the file itself"
         assert main.main(["eval", "--eval_teacher", "--num_eval", "2", "--num_videos", "0"] + llm + COMMON) == 0
         assert not wal(cache).exists(), "eval --eval_teacher closed the teacher's answer cache"
     capsys.readouterr()
