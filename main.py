@@ -250,7 +250,8 @@ def cache_command(args) -> int:
     """Export an LLM answer cache to the recorded-plans JSON format, or import such a file into a cache."""
     from planners.llm.cache import AnswerCache, CacheKey
     from planners.llm.source import system_prompt
-    config = build_config(args.task, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
+    from envs import get_task
+    config = build_config(get_task(args.task).name, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
                                       if getattr(args, k, None) is not None})
     with AnswerCache(args.cache) as cache:
         template = CacheKey.build(config.llm.model, system_prompt(config.llm.prompt), "", config.llm.temperature,
@@ -346,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _bench_module(args.command, args).main(args)
             except ValueError as err:  # bad sweep/report settings
                 raise UsageError(str(err)) from None
-        config = build_config(args.task or "SimpleDoorKey", cli_values(args))
+        from envs import get_task
+        config = build_config(get_task(args.task or "SimpleDoorKey").name, cli_values(args))
         if args.command == "train":
             return train_command(config, argv)
         return eval_command(config)

@@ -67,9 +67,10 @@ def run_dir_for(logdir: str, name: str, spec: RunSpec) -> Path:
 
 
 def make_specs(tasks, methods, seeds, total_steps: int, extra: dict, llm_url: str | None) -> list[RunSpec]:
-    """All runs of the sweep, with the settings each needs."""
+    """All runs of the sweep, with the settings each needs (an unknown task is an UnknownTaskError)."""
+    from envs import get_task
     specs = []
-    for task in tasks:
+    for task in (get_task(name).name for name in tasks):
         for method in methods:
             if method not in METHODS:
                 raise ValueError(f"unknown method '{method}'; choose from {', '.join(METHODS)}")

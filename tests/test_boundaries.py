@@ -112,24 +112,13 @@ def test_the_minimal_example_uses_only_the_envs_and_the_teacher():
 UTILS_FORBIDDEN = ("algos", "planners", "envs", "bench", "main")
 # Known violations; each flips to XPASS (a failure, being strict) once fixed: then delete its entry, and
 # test_utils_import_nothing_above_them covers the module. (checkpoint -> algos and cli -> bench are gone.)
-UTILS_KNOWN = {
-    "utils.config": "imports envs (get_task: registers the tasks and finds a task's family and config)",
-}
 # utils/chatglm_api.py is kept as a shim for `python -m utils.chatglm_api` (the paper's README command).
 UTILS_SHIMS = {"utils.chatglm_api": ("planners.llm.chatglm_proxy",)}
 
 
 def test_utils_import_nothing_above_them():
-    assert violations("utils", UTILS_FORBIDDEN, skip=tuple(UTILS_KNOWN) + tuple(UTILS_SHIMS)) == []
+    assert violations("utils", UTILS_FORBIDDEN, skip=tuple(UTILS_SHIMS)) == []
     for module, targets in UTILS_SHIMS.items():
         path = PROJECT / (module.replace(".", "/") + ".py")
         assert all(any(under(name, t) for t in targets) for name, _ in imports_of(path)
                    if any(under(name, f) for f in UTILS_FORBIDDEN)), f"{module} is only a shim"
-
-
-@pytest.mark.parametrize("module", [pytest.param(module, marks=pytest.mark.xfail(strict=True, reason=reason))
-                                    for module, reason in UTILS_KNOWN.items()])
-def test_utils_known_violations(module):
-    path = PROJECT / (module.replace(".", "/") + ".py")
-    found = [name for name, _ in imports_of(path) if any(under(name, f) for f in UTILS_FORBIDDEN)]
-    assert found == []
