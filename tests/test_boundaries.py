@@ -13,7 +13,6 @@ import ast
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 PACKAGES = ("algos", "bench", "envs", "planners", "utils")
