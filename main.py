@@ -248,23 +248,11 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
         teacher = build_teacher(config, num_envs, seed)
         return (TeacherPolicy(teacher, config.eval.eval_deterministic, seed), config.env.frame_stack,
                 f"teacher alone ({teacher.mode}, {config.teacher.planner} planner)")
-    import envs
-    from algos.model import ActorCritic
+    from algos.evaluate import load_student
     from algos.trainer import resolve_device
-    from algos.model import check_compatible
-    from utils.checkpoint import load_checkpoint, load_weights
-    payload = load_checkpoint(checkpoint)
-    meta = payload["meta"]
-    model_config = meta.get("model_config", {})
+    model, meta = load_student(checkpoint, config.run.task)
     frame_stack = int(meta.get("frame_stack", 1))
-    env = envs.make_env(config.run.task)
-    frame_shape = env.observation_space.shape
-    obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
-    check_compatible(meta, config.run.task, obs_shape, int(env.action_space.n), checkpoint)
     device = resolve_device(config.run.device)
-    model = ActorCritic(tuple(model_config["obs_shape"]), model_config["num_actions"], model_config["hidden_size"],
-                        model_config["recurrent"], model_config["ego_size"])
-    load_weights(model, payload["model"], checkpoint)
     model.to(device).eval()
     return (StudentPolicy(model, device, config.eval.eval_deterministic, seed), frame_stack,
             f"student {checkpoint} (iteration {meta.get('iteration')}, {meta.get('env_steps'):,} env steps)")
@@ -274,7 +262,8 @@ def cache_command(args) -> int:
     """Export an LLM answer cache to the recorded-plans JSON format, or import such a file into a cache."""
     from planners.llm.cache import AnswerCache, CacheKey
     from planners.llm.source import system_prompt
-    config = build_config(args.task, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
+    from envs import get_task
+    config = build_config(get_task(args.task).name, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
                                       if getattr(args, k, None) is not None})
     with AnswerCache(args.cache) as cache:
         template = CacheKey.build(config.llm.model, system_prompt(config.llm.prompt), "", config.llm.temperature,
@@ -296,7 +285,8 @@ def cache_command(args) -> int:
 def export_command(args) -> int:
     """Write the student of --loaddir as ONNX and check onnxruntime against torch on recorded observations."""
     import numpy as np
-    from algos.export import check_export, export_onnx, load_student, record_observations
+    from algos.evaluate import load_student
+    from algos.export import check_export, export_onnx, record_observations
     from envs import get_task
     if args.num_obs <= 0 or args.tolerance < 0:
         raise UsageError("--num_obs must be positive and --tolerance >= 0")
@@ -369,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _bench_module(args.command, args).main(args)
             except ValueError as err:  # bad sweep/report settings
                 raise UsageError(str(err)) from None
-        config = build_config(args.task or "SimpleDoorKey", cli_values(args))
+        from envs import get_task
+        config = build_config(get_task(args.task or "SimpleDoorKey").name, cli_values(args))
         if args.command == "train":
             return train_command(config, argv)
         return eval_command(config)

@@ -10,12 +10,15 @@ seeds ``HELDOUT_SEED_BASE + k`` for ``k < final_eval_episodes`` (:func:`heldout_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import envs as task_envs
+from algos.model import ActorCritic, check_compatible
 from envs.vector import FrameStack
+from utils.checkpoint import load_checkpoint, load_weights
 from utils.video import render_remembered_map
 
 HELDOUT_SEED_BASE = 1_000_000  # env seeds from here on are never used by training-time evaluations
@@ -157,7 +160,7 @@ def training_eval_seeds(env_seed_list: list[int], num_eval: int, rng: np.random.
 
 def heldout_summary(result: EvalResult, deterministic: bool) -> dict:
     """JSON-able summary of a held-out evaluation, with the success rate's 95% Wilson interval."""
-    from bench.stats import wilson_interval
+    from utils.intervals import wilson_interval
     successes = int(np.sum(result.successes))
     episodes = len(result.successes)
     return {"episodes": episodes, "successes": successes, "success_rate": successes / episodes,
@@ -199,3 +202,24 @@ def final_evaluation(config, policy) -> dict | None:
 def final_student_evaluation(config, model: torch.nn.Module, device, seed: int) -> dict | None:
     """:func:`final_evaluation` of a trained student network."""
     return final_evaluation(config, StudentPolicy(model, device, config.eval.eval_deterministic, seed))
+
+
+def load_student(checkpoint: Path, task: str) -> tuple[ActorCritic, dict]:
+    """The student saved in ``checkpoint`` for ``task`` (eval mode, CPU) and the checkpoint's meta.
+
+    Refuses (CheckpointError, one line) a damaged file, another task, another observation shape or weights
+    that do not fit the network the meta describes.
+    """
+    payload = load_checkpoint(checkpoint)
+    meta = payload["meta"]
+    frame_stack = int(meta.get("frame_stack", 1))
+    env = task_envs.make_env(task)
+    frame_shape = env.observation_space.shape
+    obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
+    check_compatible(meta, task, obs_shape, int(env.action_space.n), checkpoint)
+    env.close()
+    config = meta["model_config"]
+    model = ActorCritic(tuple(config["obs_shape"]), config["num_actions"], config["hidden_size"],
+                        config["recurrent"], config["ego_size"])
+    load_weights(model, payload["model"], checkpoint)
+    return model.eval(), meta

@@ -217,27 +217,3 @@ def check_export(model: ActorCritic, onnx_path: Path, recording: Recording, tole
     if not model.recurrent:  # the batch axis is dynamic: a whole batch must agree as well
         differences.append(np.abs(runtime.probs(recording.obs) - expected).max())
     return ExportCheck(len(recording.obs), float(max(differences)), tolerance, expected)
-
-
-def load_student(checkpoint: Path, task: str) -> tuple[ActorCritic, dict]:
-    """The student saved in ``checkpoint`` for ``task`` (eval mode, CPU) and the checkpoint's meta."""
-    import envs
-    from algos.model import check_compatible
-    from utils.checkpoint import CheckpointError, load_checkpoint
-    payload = load_checkpoint(checkpoint)
-    meta = payload["meta"]
-    frame_stack = int(meta.get("frame_stack", 1))
-    env = envs.make_env(task)
-    frame_shape = env.observation_space.shape
-    obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
-    check_compatible(meta, task, obs_shape, int(env.action_space.n), checkpoint)
-    env.close()
-    config = meta["model_config"]
-    model = ActorCritic(tuple(config["obs_shape"]), config["num_actions"], config["hidden_size"],
-                        config["recurrent"], config["ego_size"])
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError:
-        raise CheckpointError(f"the weights in {checkpoint} do not fit the network its meta describes; "
-                              f"the file is damaged or was edited") from None
-    return model.eval(), meta

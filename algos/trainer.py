@@ -182,6 +182,32 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         """Train until ``n_itr`` iterations; on a stop request save and raise TrainingInterrupted."""
+        try:
+            curve = self._open_run_folder()
+        except BaseException:
+            self.close()
+            raise
+        config = self.config
+        steps_at_start = self.env_steps
+        recent: list = []
+        try:
+            while self.iteration < config.ppo.n_itr:
+                recent = self._iterate(recent, curve)
+        except TrainingInterrupted:
+            self.save()
+            raise
+        except BaseException:
+            if self.iteration > 0:
+                self.save()  # keep the completed iterations whatever went wrong
+            raise
+        else:
+            self.save()
+            return self._finish(steps_at_start)
+        finally:
+            self.close()
+
+    def _open_run_folder(self) -> Path:
+        """Write config.json, open the logger and the evaluation curve; returns the curve's path."""
         config = self.config
         self.start_time = time.perf_counter()
         resumed = self.iteration > 0
@@ -203,23 +229,7 @@ class Trainer:
                          f"training {config.ppo.n_itr} iterations x {config.env.num_envs * config.ppo.num_steps} env steps, "
                          f"teacher={config.teacher.mode}, planner={config.teacher.planner}, device={self.device}, "
                          f"run dir {self.run_dir}")
-        steps_at_start = self.env_steps
-        recent: list = []
-        try:
-            while self.iteration < config.ppo.n_itr:
-                recent = self._iterate(recent, curve)
-        except TrainingInterrupted:
-            self.save()
-            raise
-        except BaseException:
-            if self.iteration > 0:
-                self.save()  # keep the completed iterations whatever went wrong
-            raise
-        else:
-            self.save()
-            return self._finish(steps_at_start)
-        finally:
-            self.close()
+        return curve
 
     def _finish(self, steps_at_start: int) -> TrainResult:
         self.pipeline.wait()

@@ -1,14 +1,15 @@
 """Statistics for sweep results, each interval named by what it is (numpy and scipy only).
 
 * Binomial intervals for one run's success count: :func:`wilson_interval` (the one we report) and
-  :func:`clopper_pearson_interval` (exact, conservative).
+  :func:`clopper_pearson_interval` (exact, conservative), from :mod:`utils.intervals` (the trainer's
+  held-out evaluation uses them too).
 * Over seeds: the per-seed values themselves, their :func:`min_max` range, and a percentile bootstrap only
   with at least :data:`MIN_BOOTSTRAP_SEEDS` values (:func:`seed_interval` picks and names which): with fewer
   seeds a percentile bootstrap interval is little more than the range of the values, and is not claimed.
 * Across tasks, in the style of rliable (Agarwal et al., NeurIPS 2021): the interquartile mean
   (:func:`iqm`) with a stratified bootstrap interval (:func:`stratified_bootstrap`): seeds are resampled
   within each task, never across tasks.
-* Comparisons over seeds: :func:`mann_whitney` (one-sided p-value, scipy) and :func:`shift_interval`, the
+* Comparisons over seeds: :func:`mann_whitney` (one-sided p-value, exact for up to 10 seeds a side) and :func:`shift_interval`, the
   distribution-free interval for the difference (or ratio) of two samples' locations that inverts the
   Mann-Whitney test (Hodges-Lehmann), valid with 5 seeds per side and reported with its exact coverage.
 """
@@ -19,24 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CONFIDENCE = 0.95
+from utils.intervals import CONFIDENCE, Interval, clopper_pearson_interval, wilson_interval
+
+__all__ = ["CONFIDENCE", "Interval", "TestResult", "clopper_pearson_interval", "holm", "iqm", "mann_whitney",
+           "min_max", "percentile_bootstrap", "seed_interval", "shift_interval", "stratified_bootstrap",
+           "u_null_distribution", "wilson_interval"]
 MIN_BOOTSTRAP_SEEDS = 10  # fewer values per cell: per-seed values and min-max, no bootstrap
 N_RESAMPLES = 2000
-
-
-@dataclass(frozen=True)
-class Interval:
-    """``[low, high]`` and the name of what it is (e.g. "95% Wilson score")."""
-
-    low: float
-    high: float
-    kind: str
-
-    def format(self, digits: int = 2) -> str:
-        return f"[{_num(self.low, digits)}, {_num(self.high, digits)}]"
-
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "low": self.low, "high": self.high}
 
 
 @dataclass(frozen=True)
@@ -47,44 +37,6 @@ class TestResult:
     statistic: float
     p_value: float
     alternative: str
-
-
-def _num(value: float, digits: int) -> str:
-    return "inf" if value == math.inf else "-inf" if value == -math.inf else f"{value:.{digits}f}"
-
-
-def _z(confidence: float) -> float:
-    from scipy.stats import norm
-    return float(norm.ppf(0.5 + confidence / 2))
-
-
-def _check_counts(successes: int, n: int) -> None:
-    if n <= 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
-
-
-def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Wilson score interval of a binomial proportion (good coverage near 0 and 1, unlike the normal one)."""
-    _check_counts(successes, n)
-    z = _z(confidence)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # At 0 or n successes one end is exactly 0 or 1 (the formula gives it up to rounding).
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return Interval(low, high, f"{confidence:.0%} Wilson score")
-
-
-def clopper_pearson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Clopper-Pearson ("exact") interval: covers at least ``confidence`` for every true proportion."""
-    from scipy.stats import beta
-    _check_counts(successes, n)
-    alpha = 1 - confidence
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
-    high = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1, n - successes))
-    return Interval(low, high, f"{confidence:.0%} Clopper-Pearson")
 
 
 def iqm(values, axis: int | None = None) -> np.ndarray | float:

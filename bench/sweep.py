@@ -163,14 +163,21 @@ def load_plan_file(path: str) -> tuple[str | None, SweepPlan]:
         if not isinstance(data.get(key) or {}, dict):
             raise ValueError(f"sweep file {path}: '{key}' must be a mapping")
     every = data.get("eval_every_steps")
-    plan = SweepPlan(tasks=list(tasks), methods=list(data["methods"]),
+    plan = SweepPlan(tasks=[_task_name(t) for t in tasks], methods=list(data["methods"]),
                      seeds=[_whole(path, "a seed", seed, 0) for seed in data["seeds"]],
-                     budgets={t: _whole(path, f"the budget of {t}", v["budget"], 1) for t, v in tasks.items()},
+                     budgets={_task_name(t): _whole(path, f"the budget of {t}", v["budget"], 1)
+                              for t, v in tasks.items()},
                      baseline_factor=float(factor),
                      eval_every_steps=None if every is None else _whole(path, "eval_every_steps", every, 1),
                      teacher_episodes=_whole(path, "teacher_episodes", data.get("teacher_episodes", 200), 0),
                      settings=dict(data.get("settings") or {}), method_settings=dict(data.get("method_settings") or {}))
     return data.get("name"), plan
+
+
+def _task_name(name: str) -> str:
+    """The registry's spelling of a task name (an unknown task is an UnknownTaskError)."""
+    from envs import get_task
+    return get_task(str(name)).name
 
 
 def _whole(path: str, what: str, value, minimum: int) -> int:
@@ -404,6 +411,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
             raise ValueError("--total_steps cannot be combined with --config: the file fixes the budgets")
         name, plan = load_plan_file(args.config)
         if args.tasks:
+            args.tasks = [_task_name(t) for t in args.tasks]
             missing = [t for t in args.tasks if t not in plan.budgets]
             if missing:
                 raise ValueError(f"task(s) {', '.join(missing)} have no budget in {args.config}")
@@ -414,7 +422,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
     else:
         name = None
         total = 100_000 if args.total_steps is None else args.total_steps
-        tasks = args.tasks or ["SimpleDoorKey"]
+        tasks = [_task_name(t) for t in args.tasks or ["SimpleDoorKey"]]
         plan = SweepPlan(tasks=list(tasks), methods=list(args.methods or ["ppo", "hard", "soft", "oracle"]),
                          seeds=list(args.seeds if args.seeds is not None else [0, 1, 2]),
                          budgets={t: total for t in tasks}, settings=extra)

@@ -69,3 +69,18 @@ def inline_sweep(monkeypatch):
 
     monkeypatch.setattr(sweep, "run_local", run_inline)
     return run_inline
+
+
+def pytest_collection_modifyitems(config, items):
+    """``LLM4TEACH_TEST_ORDER``: run the collected tests in this order instead (test ids separated by
+    spaces; an id may repeat, so one process can run A, B, A), or ``reverse``. Used by tests/test_order.py."""
+    import os
+    order = os.environ.get("LLM4TEACH_TEST_ORDER", "").split()
+    if order == ["reverse"]:
+        items.reverse()
+    elif order:
+        by_id = {item.nodeid: item for item in items}
+        missing = [node for node in order if node not in by_id]
+        if missing:
+            raise pytest.UsageError(f"LLM4TEACH_TEST_ORDER names tests that were not collected: {missing}")
+        items[:] = [by_id[node] for node in order]

@@ -8,7 +8,8 @@ import pytest
 import envs
 import main
 from algos import export
-from algos.export import OnnxPolicy, TorchPolicy, load_student
+from algos.evaluate import load_student
+from algos.export import OnnxPolicy, TorchPolicy
 from algos.model import ActorCritic
 from utils.checkpoint import save_checkpoint
 

@@ -356,12 +356,13 @@ def task_overrides(task_name: str) -> dict:
 
 
 def build_config(task: str, flag_values: dict) -> RunConfig:
-    """Defaults <- the task's config file <- the given flag values (None = not given); then validate."""
-    from envs import get_task  # registers the tasks
-    spec = get_task(task)
-    values = task_overrides(spec.name)
+    """Defaults <- the task's config file <- the given flag values (None = not given); then validate.
+
+    ``task`` is used as given (callers pass the registry's spelling, ``envs.get_task(name).name``).
+    """
+    values = task_overrides(task)
     values.update({k: v for k, v in flag_values.items() if v is not None})
-    values["task"] = spec.name
+    values["task"] = task
     config = RunConfig.from_flat(values)
     validate(config)
     if config.ppo.total_steps:
