@@ -19,6 +19,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from planners.minigrid.scripted import OraclePlanSource
 
 
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded server that does not print a traceback when a client hangs up mid-answer.
+
+    Clients under test cut requests at their deadline on purpose; the default handler would write the
+    resulting BrokenPipe/ConnectionReset traceback to stderr, where it can land in another test's capture.
+    """
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
 class FakeLLMServer:
     """``with FakeLLMServer() as server: ... server.url, server.requests``."""
 
@@ -30,7 +41,7 @@ class FakeLLMServer:
         self.sentences: list[str] = []
         self._answer = answer or self._oracle_answer
         self._oracle = OraclePlanSource()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

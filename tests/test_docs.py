@@ -27,7 +27,7 @@ def test_readme_quickstart_commands_exist():
     text = README.read_text()
     assert "pip install -r requirements.txt && .venv/bin/python main.py train --task SimpleDoorKey --savedir train" in text
     assert ("pip install -r requirements-dev.txt && .venv/bin/pip install --no-deps -r requirements-habitat-test.txt"
-            " && .venv/bin/python -m pytest -q") in text
+            " && .venv/bin/python -m pytest -q -n 2") in text
 
 
 def test_ci_installs_what_the_readme_test_command_installs():
