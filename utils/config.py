@@ -118,7 +118,8 @@ class PPOSettings:
                                    "this turns value noise into unit-size policy gradients)")
     policy_lag: int = setting(0, "1 = collect the next rollout in a background thread, with the weights from "
                                  "before the current update, while the update runs (PPO's ratio corrects for "
-                                 "the lag); 0 = collect, then update", min=0, max=1)
+                                 "the lag); 0 = collect, then update. Measured slower on 2 cores (the GIL: "
+                                 "docs/RESULTS.md, Throughput)", min=0, max=1)
 
 
 @dataclass
