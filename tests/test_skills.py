@@ -143,3 +143,36 @@ def test_advice_does_not_depend_on_the_compass_heading():
                        explore(SkillContext(obs, scene, DistanceFieldCache()))))
     assert len(set(advice)) == 1, advice
     assert advice[0] == (RIGHT, RIGHT), "ties go to the agent's right"
+
+
+def paper_walk(obs, target, max_steps=100):
+    """Apply the paper skill set's go-to until it is finished; returns the visited cells (lava allowed)."""
+    from planners.minigrid import paper_skills
+    obs = obs.copy()
+    paths = paper_skills.StatePathCache()
+    visited = []
+    for _ in range(max_steps):
+        scene = describe(obs)
+        action = paper_skills.go_to(paper_skills.PaperSkillContext(obs, scene, paths), target)
+        if action == paper_skills.FINISHED:
+            return visited
+        assert action in (LEFT, RIGHT, FORWARD), f"unexpected action {action}"
+        (x, y), d = scene.agent_pos, scene.agent_dir
+        obs[3, x, y] = 0
+        if action == FORWARD:
+            x, y = x + DIRS[d][0], y + DIRS[d][1]
+            visited.append((x, y))
+        else:
+            d = (d + (1 if action == RIGHT else -1)) % 4
+        obs[3, x, y] = d + 1
+    raise AssertionError("go-to did not finish")
+
+
+def test_paper_go_to_crosses_lava_when_that_is_shorter_and_safe_never_does():
+    lava = [(4, y) for y in range(1, 8) if y != 6]  # a lava wall with one gap, far from the straight line
+    obs = room_obs(9, 9, agent=(2, 2), direction=0, objects=[(KEY, "yellow", (6, 2), 0)] +
+                   [(LAVA, "red", cell, 0) for cell in lava])
+    paper = paper_walk(obs, "key")
+    assert (4, 2) in paper and len(paper) == 3, "the published go-to walks straight through the lava"
+    _, safe, _ = simulate(obs, go_to, "key")
+    assert not set(safe) & set(lava) and len(safe) > len(paper)
