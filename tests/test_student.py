@@ -6,8 +6,8 @@ from conftest import KEY, room_obs
 
 from algos.buffer import RolloutBuffer
 from algos.model import ActorCritic, EgocentricCrop
-from algos.ppo import PPOSettings, distillation_loss, ppo_update
-from utils.config import ConfigError, ScheduleSettings, build_config
+from algos.ppo import distillation_loss, ppo_update
+from utils.config import ConfigError, PPOSettings, ScheduleSettings, build_config
 
 
 def test_model_shapes_for_maps_vectors_and_lstm():
