@@ -48,14 +48,24 @@ class Situation:
         return next((d for d in self.doors if self.opens(key, d)), None)
 
 
-class OraclePlanSource:
-    """Scripted correct plans: fetch the key that opens a seen door, open that door, explore otherwise."""
+class ScriptedPlanSource:
+    """A plan source giving one scripted plan (probability 1) per readable sentence; subclasses write ``plan``."""
 
-    name = "oracle"
+    name = "scripted"
 
     def plan_distribution(self, sentence: str) -> list[tuple[str, float]] | None:
         situation = Situation.read(sentence)
         return None if situation is None else [(self.plan(situation), 1.0)]
+
+    @staticmethod
+    def plan(s: Situation) -> str:
+        raise NotImplementedError
+
+
+class OraclePlanSource(ScriptedPlanSource):
+    """Scripted correct plans: fetch the key that opens a seen door, open that door, explore otherwise."""
+
+    name = "oracle"
 
     @staticmethod
     def plan(s: Situation) -> str:
@@ -71,14 +81,10 @@ class OraclePlanSource:
         return f"go to <{right_key}>, pick up <{right_key}>" if right_key else "explore"
 
 
-class AdversarialPlanSource:
+class AdversarialPlanSource(ScriptedPlanSource):
     """Scripted wrong plans (see the module docstring); explores where nothing useful is in sight."""
 
     name = "adversarial"
-
-    def plan_distribution(self, sentence: str) -> list[tuple[str, float]] | None:
-        situation = Situation.read(sentence)
-        return None if situation is None else [(self.plan(situation), 1.0)]
 
     @staticmethod
     def plan(s: Situation) -> str:
