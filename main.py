@@ -90,7 +90,7 @@ def task_dir(config: RunConfig) -> Path:
 def train_command(config: RunConfig, argv: list[str]) -> int:
     from algos.rollout import StopFlag, TrainingInterrupted
     from algos.trainer import CHECKPOINT_NAME, train_run
-    from planners.factory import build_training_teacher
+    from planners.factory import training_teacher_factory
     from utils.run_folder import RunFolders, check_writable, inside
     if not config.run.savedir:
         raise UsageError(f"train needs --savedir NAME (the run is written to {task_dir(config)}/NAME)")
@@ -108,9 +108,9 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
         for seed, run_dir, action in zip(seeds, run_dirs, folders.plan(mode)):
             try:
                 with folders.start(run_dir, action) as replacement:
-                    teacher = build_training_teacher(config, seed)
-                    results.append(train_run(config, seed, run_dir, teacher, resume=action == "resume", stop=stop,
-                                             on_start=replacement.begin, on_save=replacement.saved))
+                    results.append(train_run(config, seed, run_dir, training_teacher_factory(config, seed),
+                                             resume=action == "resume", stop=stop, on_start=replacement.begin,
+                                             on_save=replacement.saved))
             except TrainingInterrupted:
                 print(f"stopped by {stop.signal_name}: saved {run_dir / CHECKPOINT_NAME}; resume with: "
                       f"{_resume_command(argv)}", file=sys.stderr)

@@ -58,6 +58,13 @@ class RolloutBuffer:
             self.teacher_probs[t] = torch.from_numpy(teacher_probs)
         self.step += 1
 
+    def share_memory_(self) -> "RolloutBuffer":
+        """Move the storage to shared memory, so that another process can fill it in place."""
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                value.share_memory_()
+        return self
+
     def compute_returns(self, last_value: torch.Tensor, last_episode_starts: np.ndarray, gamma: float,
                         gae_lambda: float) -> None:
         """Generalised advantage estimation over the stored rollout."""
@@ -70,7 +77,7 @@ class RolloutBuffer:
             self.advantages[t] = advantage
             next_value = self.values[t]
             next_nonterminal = 1.0 - self.episode_starts[t]
-        self.returns = self.advantages + self.values
+        torch.add(self.advantages, self.values, out=self.returns)  # in place: the buffer may be in shared memory
         self.step = 0
 
     def minibatches(self, num_minibatches: int, generator: torch.Generator, recurrent: bool = False,

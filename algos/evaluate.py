@@ -218,8 +218,6 @@ def load_student(checkpoint: Path, task: str) -> tuple[ActorCritic, dict]:
     obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
     check_compatible(meta, task, obs_shape, int(env.action_space.n), checkpoint)
     env.close()
-    config = meta["model_config"]
-    model = ActorCritic(tuple(config["obs_shape"]), config["num_actions"], config["hidden_size"],
-                        config["recurrent"], config["ego_size"])
+    model = ActorCritic.from_config(meta["model_config"])
     load_weights(model, payload["model"], checkpoint)
     return model.eval(), meta

@@ -223,6 +223,12 @@ class ActorCritic(nn.Module):
         self.actor = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, num_actions), 0.01))
         self.critic = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, 1), 1.0))
 
+    @classmethod
+    def from_config(cls, config: dict) -> "ActorCritic":
+        """A fresh network of the shape :meth:`config` describes."""
+        return cls(tuple(config["obs_shape"]), config["num_actions"], config["hidden_size"], config["recurrent"],
+                   config["ego_size"])
+
     def config(self) -> dict:
         """JSON-able constructor arguments (and the architecture version), stored in checkpoints."""
         return {"architecture": ARCHITECTURE_VERSION, "obs_shape": list(self.obs_shape), "num_actions": self.num_actions,

@@ -34,7 +34,7 @@ class RolloutStats:
     teacher_seconds: float = 0.0
     total_seconds: float = 0.0
     agreement: float | None = None  # how often the student's action was the teacher's most likely one
-    teacher_stats: dict | None = None  # the teacher's counters when the rollout ended
+    teacher_stats: dict | None = None  # the teacher's counters when the rollout ended (set by the pipeline)
 
 
 class RolloutCollector:
@@ -48,11 +48,6 @@ class RolloutCollector:
         self.episode_starts = np.ones(envs.num_envs, dtype=bool)
         self.state = model.initial_state(envs.num_envs, device)
         self.generator = torch.Generator().manual_seed(seed)
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        """Make a collection in progress (in another thread) stop at its next step; for good."""
-        self.cancelled = True
 
     @torch.inference_mode()
     def collect(self, buffer: RolloutBuffer, gamma: float, gae_lambda: float, teacher=None) -> RolloutStats:
@@ -84,12 +79,11 @@ class RolloutCollector:
                     teacher.reset(episode.env_index)
             stats.episodes.extend(finished)
             self.obs, self.episode_starts = next_obs, dones
-            if self.stop.requested or self.cancelled:
-                raise TrainingInterrupted(self.stop.signal_name or "cancelled")
+            if self.stop.requested:
+                raise TrainingInterrupted(self.stop.signal_name)
         last_value = self.model(torch.from_numpy(self.obs).to(self.device), self.state,
                                 torch.from_numpy(self.episode_starts.astype(np.float32)).to(self.device))[1]
         buffer.compute_returns(last_value.cpu(), self.episode_starts, gamma, gae_lambda)
         stats.total_seconds = time.perf_counter() - start
         stats.agreement = agree / labelled if labelled else None
-        stats.teacher_stats = teacher.stats() if teacher is not None else None
         return stats

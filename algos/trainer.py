@@ -12,20 +12,18 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 import envs as task_envs
-from algos.buffer import RolloutBuffer
 from algos.evaluate import (EvalResult, StudentPolicy, final_student_evaluation, heldout_line, run_episodes,
                             training_eval_seeds)
 from algos.model import ActorCritic, check_compatible
 from algos.ppo import ppo_update
-from algos.pipeline import RolloutPipeline
-from algos.rollout import RolloutCollector, StopFlag, TrainingInterrupted
-from envs.vector import EnvBatch
-from planners.teacher import Teacher
+from algos.pipeline import CollectionSpec, build_pipeline
+from algos.rollout import StopFlag, TrainingInterrupted
 from utils.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from utils.config import NO_DISTILLATION, RunConfig
 from utils.logger import RunLogger
@@ -81,64 +79,65 @@ class Trainer:
     before anything is written, so a refused run leaves the folder as it was.
     """
 
-    def __init__(self, config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None,
+    def __init__(self, config: RunConfig, seed: int, run_dir: Path, teacher_factory: Callable | None = None,
                  resume: bool = False, stream=None, stop: StopFlag | None = None, on_start=None, on_save=None):
         self.config, self.seed, self.run_dir = config, seed, Path(run_dir)
         # on_start(): called once all checks passed, before the first write; on_save(): after every checkpoint.
         self.on_start, self.on_save = on_start, on_save
-        self.teacher = teacher  # owned from here on: closed when the run ends
         self.stop = stop or StopFlag()
         self.stream = stream
         np.random.seed(seed)
         torch.manual_seed(seed)
-        if config.run.torch_threads:
-            torch.set_num_threads(config.run.torch_threads)
+        threads = config.run.torch_threads or (1 if config.ppo.policy_lag else 0)  # lag 1: the worker has a core
+        if threads:
+            torch.set_num_threads(threads)
         self.device = resolve_device(config.run.device)
 
         checkpoint = load_checkpoint(self.run_dir / CHECKPOINT_NAME) if resume else None
         start_iteration = checkpoint["meta"].get("iteration", 0) if checkpoint else 0
         # Fresh layouts after a resume: derive the env seed from (seed, iteration).
-        self.envs = EnvBatch([task_envs.make_env(config.run.task) for _ in range(config.env.num_envs)],
-                             seed=seed if not start_iteration else seed * 1_000_003 + start_iteration,
-                             frame_stack=config.env.frame_stack)
+        spec = CollectionSpec(config.run.task, config.env.num_envs, config.ppo.num_steps, config.env.frame_stack,
+                              env_seed=seed if not start_iteration else seed * 1_000_003 + start_iteration,
+                              sampling_seed=seed, gamma=config.ppo.gamma, gae_lambda=config.ppo.gae_lambda)
+        self.observation_shape, num_actions, _ = spec.spaces()
         if checkpoint:
-            self._check_resumable(checkpoint)
-        self.model = ActorCritic(self.envs.observation_shape, self.envs.num_actions, config.student.hidden_size,
+            self._check_resumable(checkpoint, num_actions)
+        self.model = ActorCritic(self.observation_shape, num_actions, config.student.hidden_size,
                                  config.student.recurrent, config.student.ego_size).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.ppo.lr, eps=1e-5, fused=True)
         self.schedule = config.schedule if config.teacher.mode != "none" else NO_DISTILLATION
-        obs_dtype = torch.from_numpy(self.envs.obs[:1]).dtype
-        self.collector = RolloutCollector(self.envs, self.model, self.device, seed, self.stop)
-        self.pipeline = RolloutPipeline(
-            self.collector, self.model,
-            lambda: RolloutBuffer(config.ppo.num_steps, config.env.num_envs, self.envs.observation_shape,
-                                  self.envs.num_actions, obs_dtype),
-            lambda iteration: self.teacher if self.schedule.coef(iteration) > 0 else None,
-            config.ppo.gamma, config.ppo.gae_lambda, config.ppo.policy_lag, config.ppo.n_itr)
-        self.update_generator = torch.Generator().manual_seed(seed)
-        self.eval_seeds = training_eval_seeds(config.run.env_seed_list, config.eval.num_eval, np.random.default_rng(seed + 1))
-        self.eval_pool = [task_envs.make_env(config.run.task) for _ in self.eval_seeds] if config.eval.eval_interval else []
-        self.eval_policy = StudentPolicy(self.model, self.device, config.eval.eval_deterministic, seed)
-
-        if self.teacher is not None and self.schedule.coef(start_iteration) > 0:
-            # Ask about the first observations now: a teacher that cannot answer (LLM down, garbage) fails
-            # here, before anything is written into the run folder.
-            self.teacher.action_probs(self.envs.frames.latest())
-        self.iteration, self.env_steps = 0, 0
-        self.iteration_seconds: list[float] = []  # rollout + update wall time of each iteration of this process
-        self.steps_to_threshold: int | None = None
-        self.last_eval: EvalResult | None = None
-        self.wall_offset = 0.0
-        if checkpoint:
-            self._restore(checkpoint)
+        # The teacher (built by teacher_factory, here or in the rollout worker) is owned by the pipeline.
+        self.pipeline = build_pipeline(spec, self.model, teacher_factory, lambda it: self.schedule.coef(it) > 0,
+                                       self.stop, config.ppo.policy_lag, config.ppo.n_itr, self.device)
+        try:
+            if self.schedule.coef(start_iteration) > 0:
+                # Ask about the first observations now: a teacher that cannot answer (LLM down, garbage) fails
+                # here, before anything is written into the run folder.
+                self.pipeline.check_teacher()
+            self.update_generator = torch.Generator().manual_seed(seed)
+            self.eval_seeds = training_eval_seeds(config.run.env_seed_list, config.eval.num_eval,
+                                                  np.random.default_rng(seed + 1))
+            self.eval_pool = ([task_envs.make_env(config.run.task) for _ in self.eval_seeds]
+                              if config.eval.eval_interval else [])
+            self.eval_policy = StudentPolicy(self.model, self.device, config.eval.eval_deterministic, seed)
+            self.iteration, self.env_steps = 0, 0
+            self.iteration_seconds: list[float] = []  # rollout + update wall time of each iteration of this process
+            self.steps_to_threshold: int | None = None
+            self.last_eval: EvalResult | None = None
+            self.wall_offset = 0.0
+            if checkpoint:
+                self._restore(checkpoint)
+        except BaseException:
+            self.pipeline.close()
+            raise
 
     # -- checkpoints --------------------------------------------------------------------------------------
-    def _check_resumable(self, checkpoint: dict) -> None:
+    def _check_resumable(self, checkpoint: dict, num_actions: int) -> None:
         path = self.run_dir / CHECKPOINT_NAME
-        check_compatible(checkpoint["meta"], self.config.run.task, self.envs.observation_shape, self.envs.num_actions, path)
+        check_compatible(checkpoint["meta"], self.config.run.task, self.observation_shape, num_actions, path)
         saved = checkpoint["meta"].get("model_config", {})
         wanted = {"hidden_size": self.config.student.hidden_size, "recurrent": self.config.student.recurrent,
-                  "ego_size": self.config.student.ego_size if len(self.envs.observation_shape) == 3 else 0}
+                  "ego_size": self.config.student.ego_size if len(self.observation_shape) == 3 else 0}
         different = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
         if different:
             raise CheckpointError(f"{path} was made with a different network (saved vs now: {different}); "
@@ -154,15 +153,15 @@ class Trainer:
         self.steps_to_threshold = state["steps_to_threshold"]
         self.wall_offset = state["wall_seconds"]
         self.update_generator.set_state(state["update_rng"])
-        self.collector.generator.set_state(state["sampling_rng"])
         self.eval_policy.generator.set_state(state["eval_rng"])
         torch.set_rng_state(state["torch_rng"])
-        if self.teacher is not None and state.get("teacher_state") is not None:
-            self.teacher.load_state_dict(json.loads(state["teacher_state"]))
+        teacher_state = state.get("teacher_state")
+        self.pipeline.load_state({"sampling_rng": bytes(state["sampling_rng"].numpy()),
+                                  "teacher_state": json.loads(teacher_state) if teacher_state else None})
 
     def save(self) -> None:
         """Write ``acmodel.pt`` atomically with everything needed to resume."""
-        self.pipeline.wait()  # the teacher and the sampling generator are not in use while they are saved
+        collection = self.pipeline.state()  # as it was when the last rollout learnt from ended
         meta = {"task": self.config.run.task, "seed": self.seed, "iteration": self.iteration,
                 "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher.mode,
                 "planner": self.config.teacher.planner, "frame_stack": self.config.env.frame_stack,
@@ -170,9 +169,11 @@ class Trainer:
         trainer_state = {
             "iteration": self.iteration, "env_steps": self.env_steps, "steps_to_threshold": self.steps_to_threshold,
             "wall_seconds": self.wall_offset + time.perf_counter() - self.start_time,
-            "update_rng": self.update_generator.get_state(), "sampling_rng": self.collector.generator.get_state(),
+            "update_rng": self.update_generator.get_state(),
+            "sampling_rng": torch.frombuffer(bytearray(collection["sampling_rng"]), dtype=torch.uint8),
             "eval_rng": self.eval_policy.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "teacher_state": json.dumps(self.teacher.state_dict()) if self.teacher is not None else None,
+            "teacher_state": (json.dumps(collection["teacher_state"]) if collection["teacher_state"] is not None
+                              else None),
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model.state_dict(), self.optimizer.state_dict(), meta,
                         extra={"trainer": trainer_state})
@@ -232,8 +233,8 @@ class Trainer:
         return curve
 
     def _finish(self, steps_at_start: int) -> TrainResult:
-        self.pipeline.wait()
-        counters = llm_counters(self.teacher.stats() if self.teacher else None)
+        teacher_stats = self.pipeline.state()["teacher_stats"]
+        counters = llm_counters(teacher_stats)
         if counters:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
                              f"answered from the cache, {counters['answers_from_llm']} by the LLM, "
@@ -243,7 +244,7 @@ class Trainer:
         result = TrainResult(str(self.run_dir), self.env_steps, self.iteration,
                              self.last_eval.success_rate if self.last_eval else None, self.steps_to_threshold,
                              (self.env_steps - steps_at_start) / max(elapsed, 1e-9),
-                             self.teacher.stats()["fallbacks"] if self.teacher else 0, counters,
+                             teacher_stats["fallbacks"] if teacher_stats else 0, counters,
                              final_student_evaluation(self.config, self.model, self.device, self.seed))
         if result.final_eval:
             self.logger.line(f"held-out final evaluation: {heldout_line(result.final_eval)}")
@@ -251,13 +252,10 @@ class Trainer:
         return result
 
     def close(self) -> None:
-        """Release the rollout thread, the logger, the envs and the teacher (its LLM cache and HTTP client)."""
+        """Release the rollout worker (or the envs and the teacher: its LLM cache and HTTP client) and the logger."""
         self.pipeline.close()
         if getattr(self, "logger", None) is not None:
             self.logger.close()
-        self.envs.close()
-        if self.teacher is not None:
-            self.teacher.close()
 
     def _iterate(self, recent: list, curve: Path) -> list:
         config = self.config
@@ -312,20 +310,17 @@ class Trainer:
             self.steps_to_threshold = self.env_steps
 
 
-def train_run(config: RunConfig, seed: int, run_dir: Path, teacher: Teacher | None = None, stream=None,
+def train_run(config: RunConfig, seed: int, run_dir: Path, teacher_factory: Callable | None = None, stream=None,
               resume: bool = False, stop: StopFlag | None = None, on_start=None, on_save=None) -> TrainResult:
     """Train one student with ``seed`` into ``run_dir`` (resuming from its checkpoint if ``resume``).
 
-    ``teacher`` labels the visited states while the distillation coefficient is positive; the run closes it.
-    ``on_start`` / ``on_save``: see :class:`Trainer` (utils.run_folder uses them to replace a run safely).
+    ``teacher_factory()`` builds the teacher that labels the visited states while the distillation
+    coefficient is positive (picklable with ``--policy_lag 1``: it is called in the rollout worker); the
+    run closes that teacher. ``on_start`` / ``on_save``: see :class:`Trainer` (utils.run_folder uses them
+    to replace a run safely).
     """
-    try:
-        trainer = Trainer(config, seed, run_dir, teacher=teacher, resume=resume, stream=stream, stop=stop,
-                          on_start=on_start, on_save=on_save)
-    except BaseException:
-        if teacher is not None:
-            teacher.close()
-        raise
+    trainer = Trainer(config, seed, run_dir, teacher_factory=teacher_factory, resume=resume, stream=stream,
+                      stop=stop, on_start=on_start, on_save=on_save)
     return trainer.run()
 
 

@@ -28,7 +28,7 @@ def measure(task: str, latency: float, iterations: int | None, seed: int = 0) ->
     from fake_llm import FakeLLMServer  # the tests' loopback server (a test double, not an LLM)
 
     from algos.trainer import train_run
-    from planners.factory import build_training_teacher
+    from planners.factory import training_teacher_factory
     from utils.config import build_config
 
     rows = []
@@ -43,7 +43,7 @@ def measure(task: str, latency: float, iterations: int | None, seed: int = 0) ->
             start = time.perf_counter()
             with open(os.devnull, "w") as quiet:
                 result = train_run(config, seed, Path(logdir) / run.replace(" ", "_"),
-                                   build_training_teacher(config, seed), stream=quiet)
+                                   training_teacher_factory(config, seed), stream=quiet)
             wall = time.perf_counter() - start
             waited = result.llm.get("llm_seconds", 0.0)
             rows.append({"run": run, "env_steps": result.env_steps, "http_requests": server.requests - before,

@@ -223,7 +223,7 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | N
     import torch
     torch.set_num_threads(torch_threads)
     from algos.trainer import CHECKPOINT_NAME, train_run
-    from planners.factory import build_training_teacher
+    from planners.factory import training_teacher_factory
     from utils.config import build_config
     from utils.run_folder import RunFolders
     config = build_config(spec.task, {**dict(spec.overrides), "torch_threads": torch_threads})
@@ -240,7 +240,7 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | N
                 result = train_sb3(config, spec.seed, run_dir, on_start=replacement.begin, on_save=replacement.saved)
             else:
                 with open(os.devnull, "w") as quiet:
-                    result = train_run(config, spec.seed, run_dir, build_training_teacher(config, spec.seed),
+                    result = train_run(config, spec.seed, run_dir, training_teacher_factory(config, spec.seed),
                                        stream=quiet, resume=action == "resume", on_start=replacement.begin,
                                        on_save=replacement.saved)
     return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",

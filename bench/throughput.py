@@ -73,9 +73,10 @@ def parts_steps_per_second(config, iterations: int, seed: int = 0) -> tuple[floa
     """(collection, update) env steps per second: the trainer's rollouts and PPO epochs timed apart."""
     from algos.ppo import ppo_update
     from algos.trainer import Trainer
-    from planners.factory import build_training_teacher
+    from planners.factory import training_teacher_factory
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(config, seed, folder, teacher=build_training_teacher(config, seed), stream=io.StringIO())
+        trainer = Trainer(config, seed, folder, teacher_factory=training_teacher_factory(config, seed),
+                          stream=io.StringIO())
         collect, update = [], []
         try:
             for iteration in range(iterations + 1):  # the first iteration pays torch's first-call costs
@@ -95,10 +96,10 @@ def parts_steps_per_second(config, iterations: int, seed: int = 0) -> tuple[floa
 def train_steps_per_second(config, iterations: int, seed: int = 0) -> float:
     """Env steps per second of ``iterations`` training iterations (no evaluation, no checkpoints)."""
     from algos.trainer import Trainer
-    from planners.factory import build_training_teacher
+    from planners.factory import training_teacher_factory
     with tempfile.TemporaryDirectory() as folder:
         with open(os.devnull, "w") as quiet:
-            trainer = Trainer(config, seed, folder, teacher=build_training_teacher(config, seed), stream=quiet)
+            trainer = Trainer(config, seed, folder, teacher_factory=training_teacher_factory(config, seed), stream=quiet)
             trainer.run()
     timed = trainer.iteration_seconds[1:]  # the first iteration pays torch's first-call costs
     return len(timed) * config.env.num_envs * config.ppo.num_steps / sum(timed)

@@ -4,6 +4,7 @@ The only module that knows which task family and which plan source a setting nam
 """
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -91,3 +92,8 @@ def build_llm_source(config):
 def build_training_teacher(config, seed: int) -> PlanTeacher | None:
     """The teacher a training run of ``config`` needs (None for plain PPO)."""
     return build_teacher(config, config.env.num_envs, seed) if config.teacher.mode != "none" else None
+
+
+def training_teacher_factory(config, seed: int):
+    """A picklable recipe for :func:`build_training_teacher` (a rollout worker process calls it)."""
+    return functools.partial(build_training_teacher, config, seed)

@@ -8,7 +8,7 @@ import torch
 import algos.trainer as trainer_module
 from algos.rollout import StopFlag, TrainingInterrupted
 from algos.trainer import Trainer
-from planners.factory import build_training_teacher
+from planners.factory import training_teacher_factory
 from utils.config import build_config
 
 
@@ -16,7 +16,7 @@ def make_trainer(folder, lag: int, n_itr: int = 2, stop=None, resume=False):
     config = build_config("SimpleDoorKey", {"num_envs": 4, "num_steps": 16, "n_itr": n_itr, "eval_interval": 0,
                                             "policy_lag": lag, "torch_threads": 1, "num_minibatches": 2,
                                             "update_epochs": 2})
-    return Trainer(config, 0, folder, teacher=build_training_teacher(config, 0), stream=io.StringIO(),
+    return Trainer(config, 0, folder, teacher_factory=training_teacher_factory(config, 0), stream=io.StringIO(),
                    stop=stop, resume=resume)
 
 

@@ -67,7 +67,9 @@ class RunSettings:
                                             "exactly these; none (empty) = random", min=0, max=MAX_SEED,
                                        nargs="*")
     device: str | None = setting(None, "torch device; default cuda if available, else cpu")
-    torch_threads: int = setting(0, "torch CPU threads (0 = torch's default)", min=0, max=1024)
+    torch_threads: int = setting(0, "torch CPU threads of the learner (0 = torch's default; with "
+                                      "--policy_lag 1, 1 thread, the rollout worker having the other core)",
+                              min=0, max=1024)
     overwrite: bool = setting(False, "train: start over in an existing --savedir (the old run is moved aside, "
                                      "deleted after the new run's first checkpoint, and put back if the new run "
                                      "fails before it)")
@@ -116,10 +118,10 @@ class PPOSettings:
                                    min=1, max=100_000)
     norm_adv: bool = setting(True, "normalise advantages per minibatch (with sparse rewards and no success yet "
                                    "this turns value noise into unit-size policy gradients)")
-    policy_lag: int = setting(0, "1 = collect the next rollout in a background thread, with the weights from "
-                                 "before the current update, while the update runs (PPO's ratio corrects for "
-                                 "the lag); 0 = collect, then update. Measured slower on 2 cores (the GIL: "
-                                 "docs/RESULTS.md, Throughput)", min=0, max=1)
+    policy_lag: int = setting(0, "1 = collect the next rollout in a worker process (envs, teacher and a copy of "
+                                 "the student), with the weights from before the current update, while the "
+                                 "update runs (PPO's ratio corrects for the lag); 0 = collect, then update, in "
+                                 "one process", min=0, max=1)
 
 
 @dataclass
