@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from utils.cli import SECTION_TITLES, add_config_flags, cli_values
+from utils.logger import configure_warnings
 from utils.config import ConfigError, RunConfig, build_config
 
 USAGE_ERROR = 2
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     bad_input = (UsageError, ConfigError, UnknownTaskError, TaskUnavailableError, CheckpointError,
                  CacheCorruptError, LLMServerError, LLMGarbageError, RunFolderError)
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    configure_warnings()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "cache":

@@ -106,7 +106,7 @@ class RolloutBuffer:
             if flatten:  # (T, B_sub, ...) -> (T * B_sub, ...), time-major
                 part = tensor[index]
                 return part.reshape((-1,) + part.shape[2:])
-            return tensor.reshape((-1,) + tensor.shape[2:])[index]
+            return tensor.reshape((-1,) + tensor.shape[2:]).index_select(0, index)  # faster than [index] on CPU
         obs = take(self.obs) if inputs is None else tuple(take(tensor) for tensor in inputs)
         return Minibatch(obs, take(self.actions), take(self.logprobs), take(self.values),
                          take(self.advantages), take(self.returns), take(self.teacher_probs),

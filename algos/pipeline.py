@@ -178,7 +178,7 @@ class ProcessPipeline:
             raise
 
     def check_teacher(self) -> None:
-        self.connection.send(("check_teacher",))
+        self._send("check_teacher")
         self._receive()
 
     def get(self, iteration: int) -> tuple[RolloutBuffer, RolloutStats]:
@@ -198,7 +198,7 @@ class ProcessPipeline:
         return self.snapshot
 
     def load_state(self, state: dict) -> None:
-        self.connection.send(("load_state", state))
+        self._send("load_state", state)
         self.snapshot = self._receive()
 
     def close(self) -> None:
@@ -228,7 +228,7 @@ class ProcessPipeline:
         for name, value in self.learner.state_dict().items():
             self.weights[name].copy_(value)
         slot = iteration % 2
-        self.connection.send(("collect", slot, bool(self.uses_teacher(iteration))))
+        self._send("collect", slot, bool(self.uses_teacher(iteration)))
         self.pending = (iteration, slot)
 
     def _finish_pending(self) -> tuple[RolloutBuffer, RolloutStats]:
@@ -251,20 +251,31 @@ class ProcessPipeline:
             if self.stop.requested:
                 self.cancel.value = 1
             if not self.process.is_alive():
-                raise RolloutWorkerError(f"the rollout worker process died (exit code {self.process.exitcode}); "
-                                         f"see the messages above")
+                raise self._died()
             if timeout is not None and waited > timeout:
                 raise RolloutWorkerError(f"the rollout worker did not answer within {timeout:.0f}s")
         try:
             kind, payload = self.connection.recv()
-        except EOFError:
-            raise RolloutWorkerError("the rollout worker process closed its connection") from None
+        except (EOFError, OSError):
+            self.process.join(5)
+            raise self._died() from None
         if kind == "ok":
             return payload
         if kind == "interrupted":
             raise TrainingInterrupted(self.stop.signal_name or "stop")
         error, trace = payload
         raise error from RemoteTraceback(trace)
+
+    def _send(self, *request) -> None:
+        try:
+            self.connection.send(request)
+        except OSError:
+            self.process.join(5)
+            raise self._died() from None
+
+    def _died(self) -> RolloutWorkerError:
+        return RolloutWorkerError(f"the rollout worker process died (exit code {self.process.exitcode}); "
+                                  f"the messages above may say why")
 
 
 def build_pipeline(spec: CollectionSpec, learner: torch.nn.Module, teacher_factory: Callable | None,

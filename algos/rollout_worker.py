@@ -21,6 +21,7 @@ import torch
 from algos.model import ActorCritic
 from algos.pipeline import collection_state, format_remote_error, load_collection_state
 from algos.rollout import RolloutCollector, TrainingInterrupted
+from utils.logger import configure_warnings
 
 
 class SharedStop:
@@ -41,6 +42,7 @@ def run_worker(spec, model_config: dict, teacher_factory, buffers, weights: dict
     # Ctrl-C reaches the whole process group; the learner decides what stops, and tells us through ``cancel``.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # the other core is the learner's
+    configure_warnings()
     envs = teacher = None
     try:
         try:

@@ -31,6 +31,7 @@ from utils.logger import RunLogger
 SUCCESS_THRESHOLD = 0.9
 CURVE_FIELDS = ("iteration", "env_steps", "success_rate", "mean_return", "mean_length", "wall_seconds")
 CHECKPOINT_NAME = "acmodel.pt"
+DEFAULT_TORCH_THREADS = torch.get_num_threads()  # torch's own choice, before any run changed it
 
 
 @dataclass
@@ -88,9 +89,8 @@ class Trainer:
         self.stream = stream
         np.random.seed(seed)
         torch.manual_seed(seed)
-        threads = config.run.torch_threads or (1 if config.ppo.policy_lag else 0)  # lag 1: the worker has a core
-        if threads:
-            torch.set_num_threads(threads)
+        # lag 1: the rollout worker has a core of its own. Set every time: a process may train several runs.
+        torch.set_num_threads(config.run.torch_threads or (1 if config.ppo.policy_lag else DEFAULT_TORCH_THREADS))
         self.device = resolve_device(config.run.device)
 
         checkpoint = load_checkpoint(self.run_dir / CHECKPOINT_NAME) if resume else None

@@ -12,9 +12,9 @@ could reach if the student and PPO cost nothing):
 3. ``env + teacher``: the same episodes, envs and teacher together;
 4. ``collection``: the trainer's rollouts without updates: envs + teacher + batched student forward;
 5. ``update``: PPO epochs alone, per env step of the rollout they learn from;
-6. ``train (teacher on)``: the full loop while distilling (collection + update, overlapped with
-   ``--set policy_lag=1``);
-7. ``train (teacher off)``: the full loop after distillation is switched off.
+6. ``train, teacher on, policy_lag 0 / 1``: the full loop while distilling, collection then update (lag 0)
+   and collection in a worker process overlapping the update (lag 1), whatever ``--set`` says;
+7. ``train, teacher off``: the full loop after distillation is switched off, at the ``policy_lag`` in force.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 import envs as task_envs
 from envs.vector import EnvBatch
@@ -114,8 +113,10 @@ def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int,
     on = build_config(task, {**common, "teacher": teacher, "n_itr": iterations + 1,
                              "distill_off_after": iterations + 1})
     off = build_config(task, {**common, "teacher": "none", "n_itr": iterations + 1})
-    serial = copy.deepcopy(on)  # parts are timed apart: nothing collected ahead
-    serial.ppo.policy_lag = 0
+    at_lag = {lag: copy.deepcopy(on) for lag in (0, 1)}  # the loop both ways; the parts are timed apart
+    for lag, config in at_lag.items():
+        config.ppo.policy_lag = lag
+    serial = at_lag[0]
     steps = iterations * num_steps
     results: dict[str, list[float]] = {}
     for seed in range(repeats):
@@ -126,8 +127,10 @@ def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int,
                     "env + teacher": env_and_teacher,
                     "collection (env + teacher + student forward)": collection,
                     "update (PPO epochs, teacher on)": update,
-                    "train, teacher on": train_steps_per_second(on, iterations, seed),
-                    "train, teacher off": train_steps_per_second(off, iterations, seed)}
+                    **{f"train, teacher on, policy_lag {lag}": train_steps_per_second(at_lag[lag], iterations, seed)
+                       for lag in (0, 1)},
+                    f"train, teacher off, policy_lag {off.ppo.policy_lag}": train_steps_per_second(off, iterations,
+                                                                                                 seed)}
         for name, value in measured.items():
             results.setdefault(name, []).append(value)
     return [(name, statistics.median(values)) for name, values in results.items()]
@@ -137,7 +140,9 @@ def format_table(task: str, num_envs: int, results: list[tuple[str, float]]) -> 
     """Markdown table: each part's steps/s and its ratio to raw env stepping and to env + teacher."""
     by_name = dict(results)
     raw, ceiling = by_name["env (random actions)"], by_name["env + teacher"]
-    lines = [f"{task}, {num_envs} envs, torch threads {torch.get_num_threads()} (medians)",
+    from algos.trainer import DEFAULT_TORCH_THREADS
+    lines = [f"{task}, {num_envs} envs, learner torch threads {DEFAULT_TORCH_THREADS} (1 with policy_lag 1, "
+             f"whose rollout worker has 1), medians",
              "| part | env steps/s | ratio to env | ratio to env + teacher |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {sps:,.0f} | {sps / raw:.2f} | {sps / ceiling:.2f} |" for name, sps in results]
     return "\n".join(lines)

@@ -109,7 +109,7 @@ def test_throughput_table(capsys):
     out = capsys.readouterr().out
     rows = {}
     for part in ("env (random actions)", "teacher alone", "env + teacher", "collection", "update",
-                 "train, teacher on", "train, teacher off"):
+                 "train, teacher on, policy_lag 0", "train, teacher on, policy_lag 1", "train, teacher off"):
         line = next(line for line in out.splitlines() if line.startswith(f"| {part}"))
         cells = [cell.strip().replace(",", "") for cell in line.split("|")[2:5]]
         rows[part] = [float(cell) for cell in cells]

@@ -35,17 +35,21 @@ def scalar_steps(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in accumulator.Scalars(tag)]
 
 
-def test_interrupt_with_sigint_then_resume_continues_the_run(tmp_path):
+@pytest.mark.parametrize("lag", ["0", "1"])
+def test_interrupt_with_sigint_then_resume_continues_the_run(tmp_path, lag):
+    small = SMALL + ["--policy_lag", lag]
     args = [sys.executable, str(PROJECT / "main.py"), "train", "--task", "SimpleDoorKey", "--savedir", "run",
-            "--logdir", str(tmp_path), "--n_itr", "400", "--distill_decay", "0.01"] + SMALL
-    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            "--logdir", str(tmp_path), "--n_itr", "400", "--distill_decay", "0.01"] + small
+    # A session of its own: SIGINT goes to the whole process group (the rollout worker too), as Ctrl-C does.
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     run_dir = tmp_path / "ppo" / "simpledoorkey" / "run"
     deadline = time.time() + 90
     while time.time() < deadline:  # wait until a few iterations are saved
         line = process.stdout.readline()
         if "it 4/400" in line:
             break
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "stopped by SIGINT" in err and "--resume" in err and len(err.strip().splitlines()) == 1
@@ -54,7 +58,7 @@ def test_interrupt_with_sigint_then_resume_continues_the_run(tmp_path):
     assert stopped_at >= 4
 
     code = main.main(["train", "--task", "SimpleDoorKey", "--savedir", "run", "--logdir", str(tmp_path),
-                      "--n_itr", str(stopped_at + 3), "--distill_decay", "0.01", "--resume"] + SMALL)
+                      "--n_itr", str(stopped_at + 3), "--distill_decay", "0.01", "--resume"] + small)
     assert code == 0
     steps = [step for step, _ in scalar_steps(run_dir, "teacher/coef")]
     assert steps == sorted(set(steps)), "one point per env step, in order: the curve continues, no restart"

@@ -91,9 +91,10 @@ def run_dir_of(tmp_path, savedir="x"):
     (401, PROXY_401, "fix ZHIPUAI_API_KEY"),
     (404, "The model `vicuna-33b-v1.3` does not exist.", "--llm_url points at the server root"),
 ])
-def test_configuration_error_at_start_exits_2_and_writes_nothing(tmp_path, capsys, status, message, hint):
+@pytest.mark.parametrize("lag", ["0", "1"])
+def test_configuration_error_at_start_exits_2_and_writes_nothing(tmp_path, capsys, status, message, hint, lag):
     with FakeLLMServer(fail=lambda sentence: (status, message)) as server:
-        code = main.main(train_args(server.url, tmp_path))
+        code = main.main(train_args(server.url, tmp_path, "x", "--policy_lag", lag))
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"HTTP {status}" in err and hint in err
@@ -105,10 +106,12 @@ def fail_after_first_checkpoint(run_dir, status, message):
     return lambda sentence: (status, message) if (run_dir / "acmodel.pt").exists() else None
 
 
-def test_configuration_error_mid_run_keeps_the_checkpoint_and_names_the_variable(tmp_path, capsys):
+@pytest.mark.parametrize("lag", ["0", "1"])  # lag 1: the error is raised in the rollout worker, passed back
+def test_configuration_error_mid_run_keeps_the_checkpoint_and_names_the_variable(tmp_path, capsys, lag):
     run_dir = run_dir_of(tmp_path)
     with FakeLLMServer(fail=fail_after_first_checkpoint(run_dir, 401, PROXY_401)) as server:
-        code = main.main(train_args(server.url, tmp_path, "x", "--n_itr", "6", "--save_interval", "1"))
+        code = main.main(train_args(server.url, tmp_path, "x", "--n_itr", "6", "--save_interval", "1",
+                                    "--policy_lag", lag))
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "fix ZHIPUAI_API_KEY" in err and "LLM4TEACH_API_KEY" not in err

@@ -1,23 +1,33 @@
-"""--policy_lag: the rollout collected ahead in a thread, with the weights from before the current update."""
+"""--policy_lag: the rollout collected ahead in a worker process, with the weights from before the current update."""
 import io
+import multiprocessing
+import os
+import signal
 import threading
 
 import pytest
 import torch
 
 import algos.trainer as trainer_module
+from algos.pipeline import RemoteTraceback, RolloutWorkerError
 from algos.rollout import StopFlag, TrainingInterrupted
 from algos.trainer import Trainer
 from planners.factory import training_teacher_factory
+from planners.llm.client import LLMConfigError
 from utils.config import build_config
 
 
-def make_trainer(folder, lag: int, n_itr: int = 2, stop=None, resume=False):
+def make_trainer(folder, lag: int, n_itr: int = 2, stop=None, resume=False, factory=None):
     config = build_config("SimpleDoorKey", {"num_envs": 4, "num_steps": 16, "n_itr": n_itr, "eval_interval": 0,
                                             "policy_lag": lag, "torch_threads": 1, "num_minibatches": 2,
-                                            "update_epochs": 2})
-    return Trainer(config, 0, folder, teacher_factory=training_teacher_factory(config, 0), stream=io.StringIO(),
-                   stop=stop, resume=resume)
+                                            "update_epochs": 2, "final_eval_episodes": 0})
+    return Trainer(config, 0, folder, teacher_factory=factory or training_teacher_factory(config, 0),
+                   stream=io.StringIO(), stop=stop, resume=resume)
+
+
+def teacher_that_cannot_be_built():
+    """A teacher factory (module level: the worker process unpickles it) failing as a misconfigured LLM does."""
+    raise LLMConfigError("HTTP 401 from the LLM server: fix LLM4TEACH_API_KEY")
 
 
 @pytest.fixture
@@ -87,3 +97,41 @@ def test_a_stop_during_the_lagged_loop_saves_and_resumes(tmp_path, updates, monk
     resumed = make_trainer(tmp_path / "run", lag=1, n_itr=6, resume=True)
     result = resumed.run()
     assert result.iterations == 6 and result.env_steps == 6 * 4 * 16
+
+
+def test_an_error_in_the_worker_is_raised_here_with_its_type_and_the_worker_is_reaped(tmp_path):
+    with pytest.raises(LLMConfigError, match="fix LLM4TEACH_API_KEY") as raised:
+        make_trainer(tmp_path / "run", lag=1, factory=teacher_that_cannot_be_built)
+    assert isinstance(raised.value.__cause__, RemoteTraceback), "the worker's traceback is kept as the cause"
+    assert multiprocessing.active_children() == []
+    assert not (tmp_path / "run").exists(), "nothing written"
+
+
+def test_a_dead_worker_is_an_error_not_a_hang_and_the_run_keeps_its_checkpoint(tmp_path, updates, monkeypatch):
+    trainer = make_trainer(tmp_path / "run", lag=1, n_itr=50)
+    real = trainer_module.ppo_update
+
+    def kill_after_first_update(*args):
+        losses = real(*args)
+        os.kill(trainer.pipeline.process.pid, signal.SIGKILL)
+        return losses
+    monkeypatch.setattr(trainer_module, "ppo_update", kill_after_first_update)
+    with pytest.raises(RolloutWorkerError, match="died"):
+        trainer.run()
+    assert torch.load(tmp_path / "run" / "acmodel.pt", weights_only=True)["meta"]["iteration"] >= 1
+    assert multiprocessing.active_children() == []
+
+
+def test_the_worker_ignores_sigint_the_learner_decides(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path / "run", lag=1, n_itr=4)
+    real = trainer_module.ppo_update
+    interrupted = []
+
+    def interrupt_worker(*args):
+        if not interrupted:  # as Ctrl-C in a terminal does: the whole process group gets SIGINT
+            os.kill(trainer.pipeline.process.pid, signal.SIGINT)
+            interrupted.append(True)
+        return real(*args)
+    monkeypatch.setattr(trainer_module, "ppo_update", interrupt_worker)
+    result = trainer.run()
+    assert interrupted and result.iterations == 4

@@ -12,6 +12,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 import main
 from fake_llm import FakeLLMServer
 from planners.llm.cache import AnswerCache
@@ -69,11 +71,12 @@ def test_closing_the_teacher_closes_its_source_cache_and_client(tmp_path):
     assert not wal(path).exists() and rows_in_file_alone(path, tmp_path) == 1, "the cache is closed"
 
 
-def test_train_and_eval_with_a_live_llm_leave_the_cache_closed(tmp_path, capsys):
+@pytest.mark.parametrize("lag", ["0", "1"])  # with lag 1 the teacher lives (and is closed) in the rollout worker
+def test_train_and_eval_with_a_live_llm_leave_the_cache_closed(tmp_path, capsys, lag):
     cache = tmp_path / "llm_cache.sqlite"
     with FakeLLMServer() as server:
         llm = ["--planner", "llm", "--llm_url", server.url, "--logdir", str(tmp_path)]
-        assert main.main(["train", "--savedir", "a"] + llm + COMMON + TRAIN) == 0
+        assert main.main(["train", "--savedir", "a", "--policy_lag", lag] + llm + COMMON + TRAIN) == 0
         assert cache.exists() and not wal(cache).exists(), "train closed the teacher's answer cache"
         assert rows_in_file_alone(cache, tmp_path) > 0, "and left every answer in the file itself"
         assert main.main(["eval", "--eval_teacher", "--num_eval", "2", "--num_videos", "0"] + llm + COMMON) == 0

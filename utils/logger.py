@@ -1,8 +1,15 @@
 """Run logging: TensorBoard scalars (step axis = env steps) and compact progress lines on stdout."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
+
+
+def configure_warnings() -> None:
+    """Warnings (an LLM outage, a fallback answer) to stderr as one ``LEVEL: message`` line each; called by
+    ``main.py`` and by the rollout worker process, whose teacher logs its own."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
 class RunLogger:
