@@ -67,7 +67,7 @@ METHOD_NOTES = {
 }
 BASELINES = ("ppo", "sb3_ppo")  # methods without a teacher: their budget is the baseline budget
 RUN_FIELDS = ("task", "method", "seed", "run_dir", "status", "env_steps", "final_success_rate",
-              "steps_to_threshold", "env_steps_per_second", "seconds")
+              "steps_to_threshold", "env_steps_per_second", "seconds", "commit")
 TEACHER_FIELDS = ("task", "method", "seed", "teacher", "planner", "skills", "hard_sampling", "episodes", "successes",
                   "success_rate", "interval", "low", "high", "mean_return", "mean_length", "env_seeds", "commit")
 
@@ -507,8 +507,9 @@ def main(args: argparse.Namespace) -> int:
             failures.append(spec.label)
             print(f"  failed {spec.label}: {type(err).__name__}: {err}")
             return
+        row["commit"] = commit  # a sweep may span several sessions (and commits)
         with index.open("a", newline="") as handle:
-            csv.DictWriter(handle, RUN_FIELDS).writerow(row)
+            csv.DictWriter(handle, RUN_FIELDS, extrasaction="ignore").writerow(row)
         print(f"  done {spec.label}: final success {row['final_success_rate']}, "
               f"steps to 0.9 {row['steps_to_threshold']}, {row['env_steps_per_second']} steps/s")
 
