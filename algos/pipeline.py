@@ -13,6 +13,7 @@ collects its next rollout as the uninterrupted run would have (apart from the fr
 """
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from typing import Callable
@@ -168,7 +169,8 @@ class ProcessPipeline:
         self.connection, child_end = context.Pipe()
         self.process = context.Process(
             target=run_worker, name="rollout-worker", daemon=True,
-            args=(spec, learner.config(), teacher_factory, self.buffers, self.weights, self.cancel, child_end))
+            args=(spec, learner.config(), teacher_factory, self.buffers, self.weights, self.cancel, child_end,
+                  os.getpid()))
         self.process.start()
         child_end.close()
         try:

@@ -22,6 +22,7 @@ from algos.model import ActorCritic
 from algos.pipeline import collection_state, format_remote_error, load_collection_state
 from algos.rollout import RolloutCollector, TrainingInterrupted
 from utils.logger import configure_warnings
+from utils.process import die_with_parent
 
 
 class SharedStop:
@@ -37,8 +38,10 @@ class SharedStop:
         return bool(self.flag.value)
 
 
-def run_worker(spec, model_config: dict, teacher_factory, buffers, weights: dict, cancel, connection) -> None:
+def run_worker(spec, model_config: dict, teacher_factory, buffers, weights: dict, cancel, connection,
+               learner_pid: int) -> None:
     """Entry point of the worker process (see the module docstring for the protocol)."""
+    die_with_parent(learner_pid)
     # Ctrl-C reaches the whole process group; the learner decides what stops, and tells us through ``cancel``.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # the other core is the learner's

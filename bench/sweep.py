@@ -268,7 +268,9 @@ def _unpack(data: bytes, run_dir: Path) -> None:
 
 def run_local(specs: list[RunSpec], logdir: str, name: str, workers: int, on_done) -> None:
     """Run ``specs`` in ``workers`` local processes (spawned: no state shared with this one)."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    from utils.process import die_with_parent
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(train_one, spec, str(run_dir_for(logdir, name, spec)), 1,
                                str(task_root(logdir, spec.task))): spec for spec in specs}
         for future in as_completed(futures):

@@ -1,0 +1,58 @@
+"""Worker processes end with the process that started them (utils.process.die_with_parent)."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+# A parent that starts a busy child (sleeping, reading nothing that would tell it the parent is gone), prints
+# the child's pid and kills itself; the child asks to die with its parent only if told to.
+PARENT = """
+import multiprocessing, os, signal, sys, time
+sys.path.insert(0, {project!r})
+from utils.process import die_with_parent
+
+def child(parent_pid, ask):
+    if ask:
+        die_with_parent(parent_pid)
+    time.sleep(30)
+
+if __name__ == "__main__":
+    process = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(), {ask}))
+    process.start()
+    time.sleep(2.0)  # let the child reach its sleep
+    print(process.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def child_alive_after_parent_is_killed(folder: Path, ask: bool) -> bool:
+    script = folder / f"parent_{ask}.py"  # a file, not -c: the spawned child re-imports it to find its target
+    script.write_text(PARENT.format(project=str(PROJECT), ask=ask))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())  # not read to the end: the child holds the pipe open while it lives
+    parent.wait(timeout=30)
+    parent.stdout.close()
+    try:
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            time.sleep(0.1)
+        return True
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_that_asked_ends_when_its_parent_is_killed_and_one_that_did_not_lives_on(tmp_path):
+    assert not child_alive_after_parent_is_killed(tmp_path, ask=True)
+    assert child_alive_after_parent_is_killed(tmp_path, ask=False), "the control: without it the child survives"
