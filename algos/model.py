@@ -77,14 +77,16 @@ class EgocentricCrop(nn.Module):
                     x, y = ax + ahead * fx + right * rx, ay + ahead * fy + right * ry
                     inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
                     table[direction, ax, ay, inside] = (x * height + y)[inside]
-        self.register_buffer("table", torch.from_numpy(table), persistent=False)
+        # Cell indices fit 16 bits on every task here (an ONNX export stores this table: 4x smaller than int64).
+        small = np.int16 if off_map <= np.iinfo(np.int16).max else np.int32
+        self.register_buffer("table", torch.from_numpy(table.astype(small)), persistent=False)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         batch, channels = codes.shape[:2]
         agent = codes[:, -1].reshape(batch, -1)
         cell = agent.argmax(1)
         direction = (agent.gather(1, cell.unsqueeze(1)).squeeze(1).long() - 1).clamp(0, 3)
-        index = self.table[direction, cell // self.height, cell % self.height]
+        index = self.table[direction, cell // self.height, cell % self.height].long()
         off_map = torch.tensor(self.OFF_MAP * (channels // 4), dtype=codes.dtype, device=codes.device)
         flat = torch.cat([codes.reshape(batch, channels, -1), off_map.view(1, channels, 1).expand(batch, -1, 1)], 2)
         return flat.gather(2, index.unsqueeze(1).expand(-1, channels, -1)).view(batch, channels, self.size, self.size)
