@@ -10,31 +10,39 @@ from planners.minigrid.navigation import DONE, DROP, FORWARD, LEFT, PICKUP, RIGH
 DIRS = ((1, 0), (0, 1), (-1, 0), (0, -1))
 
 
-def simulate(obs, skill, target=None, max_steps=100):
-    """Apply a skill's moves to a hand-made observation until it reports done; returns the visited cells."""
+def walk(obs, advise, max_steps=100, through_lava=False):
+    """Apply the moves ``advise(obs, scene)`` gives (None: finished) to a hand-made observation; returns
+    (final observation, visited cells, final scene). The contents of the agent's cell travel with it, and
+    walking into lava fails the test, unless ``through_lava``: then cells keep what they hold."""
     obs = obs.copy()
-    paths = DistanceFieldCache()
     visited = []
     for _ in range(max_steps):
         scene = describe(obs)
-        action = skill(SkillContext(obs, scene, paths), target)
+        action = advise(obs, scene)
         if action is None:
             return obs, visited, scene
         assert action in (LEFT, RIGHT, FORWARD), f"unexpected action {action}"
         (x, y), d = scene.agent_pos, scene.agent_dir
-        carried = obs[:3, x, y].copy()
         obs[3, x, y] = 0
         if action == FORWARD:
             nx, ny = x + DIRS[d][0], y + DIRS[d][1]
-            assert obs[0, nx, ny] not in (LAVA,), "walked into lava"
-            obs[:3, x, y] = (1, 0, 0)
+            if not through_lava:
+                assert obs[0, nx, ny] not in (LAVA,), "walked into lava"
+                carried = obs[:3, x, y].copy()
+                obs[:3, x, y] = (1, 0, 0)
+                obs[:3, nx, ny] = carried
             x, y = nx, ny
-            obs[:3, x, y] = carried
             visited.append((x, y))
         else:
             d = (d + (1 if action == RIGHT else -1)) % 4
         obs[3, x, y] = d + 1
     raise AssertionError("skill did not finish")
+
+
+def simulate(obs, skill, target=None, max_steps=100):
+    """Apply a safe skill until it reports done; returns (final observation, visited cells, final scene)."""
+    paths = DistanceFieldCache()
+    return walk(obs, lambda now, scene: skill(SkillContext(now, scene, paths), target), max_steps)
 
 
 def test_go_to_reaches_and_faces_the_target():
@@ -145,27 +153,15 @@ def test_advice_does_not_depend_on_the_compass_heading():
     assert advice[0] == (RIGHT, RIGHT), "ties go to the agent's right"
 
 
-def paper_walk(obs, target, max_steps=100):
+def paper_walk(obs, target):
     """Apply the paper skill set's go-to until it is finished; returns the visited cells (lava allowed)."""
     from planners.minigrid import paper_skills
-    obs = obs.copy()
     paths = paper_skills.StatePathCache()
-    visited = []
-    for _ in range(max_steps):
-        scene = describe(obs)
-        action = paper_skills.go_to(paper_skills.PaperSkillContext(obs, scene, paths), target)
-        if action == paper_skills.FINISHED:
-            return visited
-        assert action in (LEFT, RIGHT, FORWARD), f"unexpected action {action}"
-        (x, y), d = scene.agent_pos, scene.agent_dir
-        obs[3, x, y] = 0
-        if action == FORWARD:
-            x, y = x + DIRS[d][0], y + DIRS[d][1]
-            visited.append((x, y))
-        else:
-            d = (d + (1 if action == RIGHT else -1)) % 4
-        obs[3, x, y] = d + 1
-    raise AssertionError("go-to did not finish")
+
+    def advise(now, scene):
+        action = paper_skills.go_to(paper_skills.PaperSkillContext(now, scene, paths), target)
+        return None if action == paper_skills.FINISHED else action
+    return walk(obs, advise, through_lava=True)[1]
 
 
 def test_paper_go_to_crosses_lava_when_that_is_shorter_and_safe_never_does():
