@@ -213,11 +213,8 @@ def load_student(checkpoint: Path, task: str) -> tuple[ActorCritic, dict]:
     payload = load_checkpoint(checkpoint)
     meta = payload["meta"]
     frame_stack = int(meta.get("frame_stack", 1))
-    env = task_envs.make_env(task)
-    frame_shape = env.observation_space.shape
-    obs_shape = (frame_shape[0] * frame_stack,) + tuple(frame_shape[1:])
-    check_compatible(meta, task, obs_shape, int(env.action_space.n), checkpoint)
-    env.close()
+    obs_shape, num_actions, _ = task_envs.stacked_spaces(task, frame_stack)
+    check_compatible(meta, task, obs_shape, num_actions, checkpoint)
     model = ActorCritic.from_config(meta["model_config"])
     load_weights(model, payload["model"], checkpoint)
     return model.eval(), meta

@@ -13,6 +13,7 @@ collects its next rollout as the uninterrupted run would have (apart from the fr
 """
 from __future__ import annotations
 
+import functools
 import os
 import traceback
 from dataclasses import dataclass
@@ -58,19 +59,14 @@ class CollectionSpec:
         return EnvBatch([task_envs.make_env(self.task) for _ in range(self.num_envs)], seed=self.env_seed,
                         frame_stack=self.frame_stack)
 
+    @functools.cached_property
     def spaces(self) -> tuple[tuple[int, ...], int, torch.dtype]:
-        """(stacked observation shape, number of actions, observation dtype), read off one env."""
-        env = task_envs.make_env(self.task)
-        try:
-            space = env.observation_space
-            shape = (space.shape[0] * self.frame_stack,) + tuple(space.shape[1:])
-            dtype = torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype
-            return shape, int(env.action_space.n), dtype
-        finally:
-            env.close()
+        """(stacked observation shape, number of actions, observation dtype), read off one env once."""
+        shape, num_actions, dtype = task_envs.stacked_spaces(self.task, self.frame_stack)
+        return shape, num_actions, torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
     def make_buffer(self) -> RolloutBuffer:
-        shape, num_actions, dtype = self.spaces()
+        shape, num_actions, dtype = self.spaces
         return RolloutBuffer(self.num_steps, self.num_envs, shape, num_actions, dtype)
 
 
@@ -79,6 +75,16 @@ def collection_state(collector: RolloutCollector, teacher) -> dict:
     return {"sampling_rng": bytes(collector.generator.get_state().numpy()),
             "teacher_state": teacher.state_dict() if teacher is not None else None,
             "teacher_stats": teacher.stats() if teacher is not None else None}
+
+
+def collect_rollout(collector: RolloutCollector, buffer: RolloutBuffer, spec: CollectionSpec, teacher,
+                    use_teacher: bool) -> tuple[RolloutStats, dict]:
+    """Fill ``buffer`` (asking ``teacher`` if ``use_teacher``); returns the rollout's stats, with the teacher's
+    counters, and the collection state at its end."""
+    stats = collector.collect(buffer, spec.gamma, spec.gae_lambda, teacher if use_teacher else None)
+    state = collection_state(collector, teacher)
+    stats.teacher_stats = state["teacher_stats"]
+    return stats, state
 
 
 def load_collection_state(collector: RolloutCollector, teacher, state: dict) -> None:
@@ -100,8 +106,6 @@ class SerialPipeline:
         device: where the learner lives.
     """
 
-    lag = 0
-
     def __init__(self, spec: CollectionSpec, learner: torch.nn.Module, teacher_factory: Callable | None,
                  uses_teacher: Callable[[int], bool], stop: StopFlag, device: torch.device | str = "cpu"):
         self.spec, self.uses_teacher = spec, uses_teacher
@@ -122,10 +126,8 @@ class SerialPipeline:
 
     def get(self, iteration: int) -> tuple[RolloutBuffer, RolloutStats]:
         """The rollout the update of ``iteration`` learns from."""
-        teacher = self.teacher if self.uses_teacher(iteration) else None
-        stats = self.collector.collect(self.buffer, self.spec.gamma, self.spec.gae_lambda, teacher)
-        self.snapshot = collection_state(self.collector, self.teacher)
-        stats.teacher_stats = self.snapshot["teacher_stats"]
+        stats, self.snapshot = collect_rollout(self.collector, self.buffer, self.spec, self.teacher,
+                                               self.uses_teacher(iteration))
         return self.buffer, stats
 
     def state(self) -> dict:
@@ -151,8 +153,6 @@ class ProcessPipeline:
     SQLite cache cannot cross processes. The worker ignores SIGINT; a stop requested here (Ctrl-C) reaches it
     through a shared flag, and its errors (an LLM that stopped answering) are raised here.
     """
-
-    lag = 1
 
     def __init__(self, spec: CollectionSpec, learner: torch.nn.Module, teacher_factory: Callable | None,
                  uses_teacher: Callable[[int], bool], stop: StopFlag, last_iteration: int):

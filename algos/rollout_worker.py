@@ -19,7 +19,7 @@ import signal
 import torch
 
 from algos.model import ActorCritic
-from algos.pipeline import collection_state, format_remote_error, load_collection_state
+from algos.pipeline import collect_rollout, collection_state, format_remote_error, load_collection_state
 from algos.rollout import RolloutCollector, TrainingInterrupted
 from utils.logger import configure_warnings
 from utils.process import die_with_parent
@@ -86,9 +86,7 @@ def _serve(request: tuple, envs, model, collector, teacher, buffers, weights, sp
         _, slot, use_teacher = request
         model.load_state_dict(weights)
         buffer = buffers[slot]
-        stats = collector.collect(buffer, spec.gamma, spec.gae_lambda, teacher if use_teacher else None)
-        state = collection_state(collector, teacher)
-        stats.teacher_stats = state["teacher_stats"]
+        stats, state = collect_rollout(collector, buffer, spec, teacher, use_teacher)
         initial = None if buffer.initial_state is None else tuple(part.numpy() for part in buffer.initial_state)
         return stats, state, initial
     if kind == "check_teacher":

@@ -99,7 +99,7 @@ class Trainer:
         spec = CollectionSpec(config.run.task, config.env.num_envs, config.ppo.num_steps, config.env.frame_stack,
                               env_seed=seed if not start_iteration else seed * 1_000_003 + start_iteration,
                               sampling_seed=seed, gamma=config.ppo.gamma, gae_lambda=config.ppo.gae_lambda)
-        self.observation_shape, num_actions, _ = spec.spaces()
+        self.observation_shape, num_actions, _ = spec.spaces
         if checkpoint:
             self._check_resumable(checkpoint, num_actions)
         self.model = ActorCritic(self.observation_shape, num_actions, config.student.hidden_size,

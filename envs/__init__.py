@@ -15,4 +15,17 @@ def make_env(task: str, **overrides):
     return gym.make(spec.env_id, disable_env_checker=True, **overrides).unwrapped
 
 
-__all__ = ["TASKS", "TaskSpec", "TaskUnavailableError", "UnknownTaskError", "get_task", "make_env", "register_task"]
+def stacked_spaces(task: str, frame_stack: int = 1):
+    """(observation shape with ``frame_stack`` frames stacked, number of actions, observation numpy dtype) of
+    ``task``, read off one environment."""
+    from envs.vector import stacked_shape
+    env = make_env(task)
+    try:
+        space = env.observation_space
+        return stacked_shape(space.shape, frame_stack), int(env.action_space.n), space.dtype
+    finally:
+        env.close()
+
+
+__all__ = ["TASKS", "TaskSpec", "TaskUnavailableError", "UnknownTaskError", "get_task", "make_env", "register_task",
+           "stacked_spaces"]

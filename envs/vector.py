@@ -21,13 +21,18 @@ class FinishedEpisode:
     success: bool
 
 
+def stacked_shape(frame_shape: tuple[int, ...], frames: int) -> tuple[int, ...]:
+    """The shape of ``frames`` observations of ``frame_shape`` stacked along the channel axis."""
+    return (frame_shape[0] * frames,) + tuple(frame_shape[1:])
+
+
 class FrameStack:
     """The last ``frames`` observations of each of ``num_envs`` envs, stacked along the channel axis."""
 
     def __init__(self, num_envs: int, frame_shape: tuple[int, ...], frames: int = 1, dtype=np.uint8):
         self.frames = frames
         self.frame_channels = frame_shape[0]
-        self.shape = (frame_shape[0] * frames,) + tuple(frame_shape[1:])
+        self.shape = stacked_shape(frame_shape, frames)
         self.obs = np.zeros((num_envs,) + self.shape, dtype=dtype)
 
     def start(self, i: int, obs: np.ndarray) -> None:
