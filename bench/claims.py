@@ -2,10 +2,12 @@
 
 (a) *fewer env steps than PPO*: env steps to evaluation success >= 0.9, baseline over teacher-guided: the
     ratio of the medians, the Mann-Whitney (Hodges-Lehmann) interval of the ratio, and a one-sided
-    Mann-Whitney test over seeds. A run that never reaches 0.9 is censored: its value is the smaller of the
-    two methods' budgets (so is any value beyond that budget), ties at that value. Censored baseline runs make
-    the ratio and the interval's upper end lower bounds (``>=``); censored teacher-guided runs make them no
-    bound at all, which the note says.
+    Mann-Whitney test over seeds. A run that never reaches 0.9 is censored. When every teacher-guided run
+    reached 0.9 before the smallest baseline budget, a censored baseline run counts as its own budget (it is
+    known to need at least that, so the baselines' larger budgets size the gap); otherwise every value is cut
+    at the smaller of the two methods' budgets, ties at that value. Censored baseline runs make the ratio and
+    the interval's upper end lower bounds (``>=``); censored teacher-guided runs make them no bound at all,
+    which the note says.
 (b) *the student beats its teacher*: held-out final success of each student seed against the teacher alone
     per seed on the same held-out layouts: the difference of the medians, its interval, one-sided test.
 (c) *soft beats hard* (paper teacher): both (a)'s step measure (hard over soft) and (b)'s success measure
@@ -66,12 +68,19 @@ def step_ratio_claim(task: str, claim: str, slow: list[dict], fast: list[dict], 
                      fast_name: str) -> Claim:
     """``slow`` needs more env steps to 0.9 than ``fast``: ratio of medians slow / fast."""
     limit = min(r["budget"] for r in slow + fast)
+    slow_budgets = sorted({r["budget"] for r in slow})
+    own_budgets = all(r["reached"] for r in fast) and max(r["steps_to"] for r in fast) <= slow_budgets[0]
+    if own_budgets:
+        # Every fast run is observed and below every slow budget: a slow run that never reached 0.9 is known
+        # to need at least its own budget, so it keeps it (a baseline's larger budget then sizes the gap).
+        limit = slow_budgets[-1]
     x, x_censored = censor(slow, limit)
     y, y_censored = censor(fast, limit)
     test = stats.mann_whitney(x, y, "greater")
     ratio_estimate, interval = stats.shift_interval(x, y, log=True)
     median_x, median_y = float(np.median(x)), float(np.median(y))
-    notes = [f"censored at {_steps_text(limit)} env steps"]
+    notes = [f"censored at each run's own budget ({', '.join(map(_steps_text, slow_budgets))} for {slow_name})"
+             if own_budgets else f"censored at {_steps_text(limit)} env steps"]
     lower = "" if not x_censored.any() else ">="
     if y_censored.sum() * 2 >= len(y):
         estimate = "n/a"

@@ -16,10 +16,18 @@ def test_fewer_steps_than_ppo_with_ppo_censored_at_a_larger_budget():
     ppo = [run("T", "ppo", s, math.inf, 500_000) for s in range(5)]  # never reaches 0.9
     (claim,) = paper_claims(hard + ppo, {})
     assert claim.claim == "(a) fewer env steps than PPO" and claim.comparison == "ppo / hard"
-    assert claim.estimate == ">=10.00x", "censored at the smaller budget, 100k / median 10k, a lower bound"
+    assert claim.estimate == ">=50.00x", "every hard run reached 0.9: ppo keeps its own budget, 500k / 10k"
     assert claim.interval.startswith("[") and ", >=" in claim.interval, "the upper end is a lower bound too"
     assert claim.p_value < 0.01 and claim.seeds == "5 vs 5"
-    assert "censored at 100.0k env steps" in claim.note and "5/5 ppo runs never reached 0.9" in claim.note
+    assert "censored at each run's own budget (500.0k for ppo)" in claim.note and "5/5 ppo runs never reached 0.9" in claim.note
+
+
+def test_a_teacher_guided_run_that_never_reaches_cuts_every_run_at_the_smaller_budget():
+    hard = [run("T", "hard", s, v, 100_000) for s, v in enumerate([10_000, 12_000, 8_000, 10_000, math.inf])]
+    ppo = [run("T", "ppo", s, math.inf, 500_000) for s in range(5)]
+    (claim,) = paper_claims(hard + ppo, {})
+    assert claim.estimate == ">=10.00x", "100k / median 10k: the censored hard run's true value is unknown"
+    assert "censored at 100.0k env steps" in claim.note and "1 hard run(s) censored" in claim.note
 
 
 def test_no_ratio_when_the_teacher_guided_runs_mostly_never_reach():
