@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from utils.cli import SECTION_TITLES, add_config_flags, cli_values
@@ -91,6 +88,7 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
     from algos.rollout import StopFlag, TrainingInterrupted
     from algos.trainer import CHECKPOINT_NAME, train_run
     from planners.factory import training_teacher_factory
+    from utils.process import stop_on_signals
     from utils.run_folder import RunFolders, check_writable, inside
     if not config.run.savedir:
         raise UsageError(f"train needs --savedir NAME (the run is written to {task_dir(config)}/NAME)")
@@ -104,7 +102,7 @@ def train_command(config: RunConfig, argv: list[str]) -> int:
     stop = StopFlag()
     results = []
     # The folders are locked before anything is written and stay locked until the last seed is done.
-    with _stop_on_signals(stop), RunFolders(task_dir(config), run_dirs, CHECKPOINT_NAME) as folders:
+    with stop_on_signals(stop), RunFolders(task_dir(config), run_dirs, CHECKPOINT_NAME) as folders:
         for seed, run_dir, action in zip(seeds, run_dirs, folders.plan(mode)):
             try:
                 with folders.start(run_dir, action) as replacement:
@@ -150,25 +148,6 @@ def _llm_stopped(err: Exception, checkpoint: Path, argv: list[str]) -> int:
             if checkpoint.exists() else "")
     print(f"error: {err}{kept}", file=sys.stderr)
     return LLM_OUTAGE if isinstance(err, LLMOutageError) else USAGE_ERROR
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop):
-    """Ctrl-C / SIGTERM ask the trainer to stop after the current env step; a second Ctrl-C aborts at once."""
-    def handler(signum, _frame):
-        if stop.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.request(signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def eval_command(config: RunConfig) -> int:

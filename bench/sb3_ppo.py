@@ -95,11 +95,13 @@ class SB3Policy:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1).numpy()
 
 
-def train_sb3(config, seed: int, run_dir: Path, on_start=None, on_save=None):
+def train_sb3(config, seed: int, run_dir: Path, on_start=None, on_save=None, stop=None):
     """Train SB3 PPO for ``config.total_steps`` env steps into ``run_dir``; returns a TrainResult.
 
     ``on_start`` is called once the settings passed their checks, right before anything is written;
     ``on_save`` after the policy file is written (the run-folder hooks of :mod:`utils.run_folder`).
+    A ``stop`` request (:class:`algos.rollout.StopFlag`) ends training after the current env step with
+    TrainingInterrupted; nothing is saved (an SB3 run cannot resume).
     """
     require()
     from stable_baselines3 import PPO
@@ -108,6 +110,7 @@ def train_sb3(config, seed: int, run_dir: Path, on_start=None, on_save=None):
 
     import envs as task_envs
     from algos.evaluate import final_evaluation, run_episodes, training_eval_seeds
+    from algos.rollout import TrainingInterrupted
     from algos.trainer import CURVE_FIELDS, SUCCESS_THRESHOLD, TrainResult
 
     c = config.flat()
@@ -158,10 +161,12 @@ def train_sb3(config, seed: int, run_dir: Path, on_start=None, on_save=None):
                 evaluate(self.num_timesteps)
 
         def _on_step(self) -> bool:
-            return True
+            return stop is None or not stop.requested
 
     try:
         model.learn(total_timesteps=total, callback=Evaluator())
+        if stop is not None and stop.requested:
+            raise TrainingInterrupted(stop.signal_name)
         if eval_every and state["last_steps"] != model.num_timesteps:
             evaluate(model.num_timesteps)  # the budget's end, like our trainer's last iteration
         elapsed = time.perf_counter() - start

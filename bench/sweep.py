@@ -29,8 +29,11 @@ import csv
 import io
 import json
 import os
+import signal
+import sys
 import tarfile
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -218,13 +221,16 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | N
     """Train one run into ``run_dir`` (resuming it if a checkpoint is there); returns its index row.
 
     The run folder is locked while training (see utils.run_folder); ``root`` is the task folder above it.
-    An ``sb3_ppo`` run cannot resume: an unfinished one starts over.
+    An ``sb3_ppo`` run cannot resume: an unfinished one starts over. Ctrl-C or SIGTERM stops the run after
+    the current env step with a checkpoint saved, and the row's status is then ``interrupted``.
     """
     import torch
     torch.set_num_threads(torch_threads)
+    from algos.rollout import StopFlag, TrainingInterrupted
     from algos.trainer import CHECKPOINT_NAME, train_run
     from planners.factory import training_teacher_factory
     from utils.config import build_config
+    from utils.process import stop_on_signals
     from utils.run_folder import RunFolders
     config = build_config(spec.task, {**dict(spec.overrides), "torch_threads": torch_threads})
     start = time.perf_counter()
@@ -232,17 +238,27 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | N
     sb3 = spec.method == "sb3_ppo"
     if sb3:
         from bench.sb3_ppo import POLICY_NAME, train_sb3
-    with RunFolders(Path(root) if root else run_dir.parent, [run_dir], POLICY_NAME if sb3 else CHECKPOINT_NAME) \
-            as folders:
-        (action,) = folders.plan("auto")
-        with folders.start(run_dir, action) as replacement:
-            if sb3:
-                result = train_sb3(config, spec.seed, run_dir, on_start=replacement.begin, on_save=replacement.saved)
-            else:
-                with open(os.devnull, "w") as quiet:
-                    result = train_run(config, spec.seed, run_dir, training_teacher_factory(config, spec.seed),
-                                       stream=quiet, resume=action == "resume", on_start=replacement.begin,
-                                       on_save=replacement.saved)
+    global _current_stop
+    stop = _current_stop = StopFlag()
+    interrupted = {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir),
+                   "status": "interrupted"}
+    if _sweep_cancelled is not None and _sweep_cancelled.is_set():  # queued before the sweep was stopped
+        return {**interrupted, "status": "not started"}
+    try:
+        with stop_on_signals(stop), RunFolders(Path(root) if root else run_dir.parent, [run_dir],
+                                               POLICY_NAME if sb3 else CHECKPOINT_NAME) as folders:
+            (action,) = folders.plan("auto")
+            with folders.start(run_dir, action) as replacement:
+                if sb3:
+                    result = train_sb3(config, spec.seed, run_dir, on_start=replacement.begin,
+                                       on_save=replacement.saved, stop=stop)
+                else:
+                    with open(os.devnull, "w") as quiet:
+                        result = train_run(config, spec.seed, run_dir, training_teacher_factory(config, spec.seed),
+                                           stream=quiet, resume=action == "resume", stop=stop,
+                                           on_start=replacement.begin, on_save=replacement.saved)
+    except TrainingInterrupted:
+        return interrupted
     return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",
             "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,
             "steps_to_threshold": result.steps_to_threshold,
@@ -266,15 +282,52 @@ def _unpack(data: bytes, run_dir: Path) -> None:
         archive.extractall(run_dir, filter="data")
 
 
-def run_local(specs: list[RunSpec], logdir: str, name: str, workers: int, on_done) -> None:
-    """Run ``specs`` in ``workers`` local processes (spawned: no state shared with this one)."""
+_sweep_cancelled = None  # in a sweep process: the sweep's "stop now" event (set on Ctrl-C)
+_current_stop = None  # in a sweep process: the StopFlag of the run in progress
+
+
+def _init_worker(parent_pid: int, cancelled) -> None:
+    """A sweep process: ends with the sweep, ignores Ctrl-C between runs (``train_one`` handles it during a
+    run), and stops its run when the sweep sets ``cancelled`` (which covers a Ctrl-C sent to the sweep's
+    process alone)."""
+    global _sweep_cancelled
     from utils.process import die_with_parent
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _sweep_cancelled = cancelled
+
+    def watch() -> None:
+        cancelled.wait()
+        if _current_stop is not None:
+            _current_stop.request("SIGINT")
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_local(specs: list[RunSpec], logdir: str, name: str, workers: int, on_done) -> None:
+    """Run ``specs`` in ``workers`` local processes (spawned: no state shared with this one).
+
+    On Ctrl-C no new run starts; the running ones stop after their current env step with a checkpoint saved
+    (the next sweep resumes them), are reported through ``on_done``, and KeyboardInterrupt is raised again.
+    """
+    context = get_context("spawn")
+    cancelled = context.Event()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(os.getpid(), cancelled))
+    futures = {}
+    try:
         futures = {pool.submit(train_one, spec, str(run_dir_for(logdir, name, spec)), 1,
                                str(task_root(logdir, spec.task))): spec for spec in specs}
         for future in as_completed(futures):
+            on_done(futures.pop(future), future)
+    except KeyboardInterrupt:
+        cancelled.set()
+        running = [f for f in futures if not f.cancel()]
+        for future in as_completed(running):
             on_done(futures[future], future)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_ray(specs: list[RunSpec], logdir: str, name: str, address: str, on_done) -> None:
@@ -509,16 +562,25 @@ def main(args: argparse.Namespace) -> int:
             failures.append(spec.label)
             print(f"  failed {spec.label}: {type(err).__name__}: {err}")
             return
+        if row["status"] != "done":  # not indexed: the next sweep starts it, or resumes it from its checkpoint
+            if row["status"] == "interrupted":
+                print(f"  stopped {spec.label}: its checkpoint is saved in {row['run_dir']}")
+            return
         row["commit"] = commit  # a sweep may span several sessions (and commits)
         with index.open("a", newline="") as handle:
             csv.DictWriter(handle, RUN_FIELDS, extrasaction="ignore").writerow(row)
         print(f"  done {spec.label}: final success {row['final_success_rate']}, "
               f"steps to 0.9 {row['steps_to_threshold']}, {row['env_steps_per_second']} steps/s")
 
-    if todo and args.ray_address:
-        run_ray(todo, args.logdir, name, args.ray_address, on_done)
-    elif todo:
-        run_local(todo, args.logdir, name, args.workers, on_done)
+    try:
+        if todo and args.ray_address:
+            run_ray(todo, args.logdir, name, args.ray_address, on_done)
+        elif todo:
+            run_local(todo, args.logdir, name, args.workers, on_done)
+    except KeyboardInterrupt:
+        print(f"sweep '{name}' interrupted: finished runs are in {index}; run the same command again to "
+              "continue (interrupted runs resume from their checkpoints)", file=sys.stderr)
+        return 130
     if plan.teacher_episodes and teacher_methods(plan.methods):
         print(f"teacher alone: {measure_teachers(plan, args.logdir, name, args.llm_url)}")
     if failures:

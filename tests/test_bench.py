@@ -185,3 +185,45 @@ def test_a_bad_sweep_file_is_one_line(tmp_path, capsys, text, message):
     assert main.main(["sweep", "--config", str(path), "--logdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("target", ["group", "sweep process only"])
+def test_ctrl_c_stops_a_sweep_promptly_and_keeps_the_checkpoints(tmp_path, target):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import torch
+    args = [sys.executable, str(Path(main.__file__)), "sweep", "--name", "c", "--logdir", str(tmp_path),
+            "--tasks", "SimpleDoorKey", "--methods", "hard", "--seeds", "0", "1", "2", "--total_steps", "200000",
+            "--workers", "2", "--teacher_episodes", "0", "--set", "num_envs=4", "num_steps=32", "eval_interval=1",
+            "num_eval=2", "final_eval_episodes=2"]
+    # A session of its own; SIGINT restored to its default (a test runner's children may inherit "ignore").
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    runs = tmp_path / "ppo" / "simpledoorkey" / "c" / "hard"
+    curves = [runs / f"seed{k}" / "eval_curve.csv" for k in (0, 1)]
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and not all(p.exists() and len(p.read_text().splitlines()) > 2 for p in curves):
+            time.sleep(0.2)
+        assert process.poll() is None, process.communicate()
+        if target == "group":
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        else:
+            os.kill(process.pid, signal.SIGINT)
+        stopped = time.time()
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert time.time() - stopped < 30, "a sweep stops after the runs' current env step, not at their end"
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "run the same command again" in err
+    assert "stopped SimpleDoorKey/hard/seed0" in out and "stopped SimpleDoorKey/hard/seed1" in out
+    assert not (runs / "seed2").exists(), "no run starts after Ctrl-C"
+    assert len((tmp_path / "sweeps" / "c" / "runs.csv").read_text().splitlines()) == 1, "nothing indexed as done"
+    for k in (0, 1):
+        meta = torch.load(runs / f"seed{k}" / "acmodel.pt", weights_only=True)["meta"]
+        assert 1 <= meta["iteration"] < 200000 // 128

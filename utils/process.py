@@ -1,10 +1,12 @@
-"""Child processes that do not outlive the process that started them."""
+"""Process plumbing: child processes that do not outlive their parent, and signals that ask a run to stop."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
+import threading
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -23,3 +25,24 @@ def die_with_parent(parent_pid: int) -> None:
             return
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop):
+    """While inside, Ctrl-C / SIGTERM ask ``stop`` (a :class:`algos.rollout.StopFlag`) to end the run after
+    the current env step, so it saves a checkpoint; a second Ctrl-C aborts at once (KeyboardInterrupt).
+    Outside the main thread signals cannot be caught, and this does nothing."""
+    def handler(signum, _frame):
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.request(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
