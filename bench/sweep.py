@@ -562,6 +562,9 @@ def main(args: argparse.Namespace) -> int:
             failures.append(spec.label)
             print(f"  failed {spec.label}: {type(err).__name__}: {err}")
             return
+        except KeyboardInterrupt:  # raised in the run's process: a second Ctrl-C aborted it before it saved
+            print(f"  aborted {spec.label}: it resumes from its last periodic checkpoint")
+            return
         if row["status"] != "done":  # not indexed: the next sweep starts it, or resumes it from its checkpoint
             if row["status"] == "interrupted":
                 print(f"  stopped {spec.label}: its checkpoint is saved in {row['run_dir']}")

@@ -1,5 +1,7 @@
-"""Worker processes end with the process that started them (utils.process.die_with_parent)."""
+"""utils.process: worker processes end with the process that started them (die_with_parent); Ctrl-C asks a
+run to stop, a second one aborts (stop_on_signals)."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,3 +58,20 @@ def child_alive_after_parent_is_killed(folder: Path, ask: bool) -> bool:
 def test_a_worker_that_asked_ends_when_its_parent_is_killed_and_one_that_did_not_lives_on(tmp_path):
     assert not child_alive_after_parent_is_killed(tmp_path, ask=True)
     assert child_alive_after_parent_is_killed(tmp_path, ask=False), "the control: without it the child survives"
+
+
+def test_stop_on_signals_counts_its_own_ctrl_c_only():
+    from algos.rollout import StopFlag
+    from utils.process import stop_on_signals
+    stop = StopFlag()
+    with stop_on_signals(stop):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.signal_name == "SIGINT", "the first Ctrl-C asks the run to stop"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the second aborts at once
+    cancelled = StopFlag()
+    with stop_on_signals(cancelled):
+        cancelled.request("SIGINT")  # e.g. a sweep's cancel event, seen by a thread before the signal handler ran
+        os.kill(os.getpid(), signal.SIGINT)
+        assert cancelled.requested, "a stop requested elsewhere does not make this Ctrl-C a second one"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is restored"

@@ -32,9 +32,13 @@ def stop_on_signals(stop):
     """While inside, Ctrl-C / SIGTERM ask ``stop`` (a :class:`algos.rollout.StopFlag`) to end the run after
     the current env step, so it saves a checkpoint; a second Ctrl-C aborts at once (KeyboardInterrupt).
     Outside the main thread signals cannot be caught, and this does nothing."""
+    interrupts = []  # Ctrl-Cs seen here: a stop requested by other means (a sweep's cancel) is not a first one
+
     def handler(signum, _frame):
-        if stop.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            if interrupts:
+                raise KeyboardInterrupt
+            interrupts.append(signum)
         stop.request(signal.Signals(signum).name)
 
     if threading.current_thread() is not threading.main_thread():
