@@ -289,16 +289,88 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
     return markdown
 
 
+COMPARE_FIELDS = ("task", "method", "sweep", "commits", "runs", "reached", "steps_to_0.9", "heldout_successes",
+                  "heldout_episodes", "steps_p_vs_first", "heldout_p_vs_first")
+
+
+def compare_sweeps(logdir: str, names: list[str]) -> list[dict]:
+    """Variants side by side: one row per (task, method, sweep) with the per-seed steps to 0.9 and held-out
+    successes, and two-sided Mann-Whitney p-values against the first sweep's runs of the same task and method
+    (a run that never reached 0.9 counts as its budget)."""
+    groups = {}
+    commits = {}
+    for name in names:
+        runs, _, settings = read_runs(logdir, name)
+        commits[name] = sorted({r.get("commit") or "" for r in runs} - {""}) or settings.get("commits", [])
+        for run in runs:
+            groups.setdefault((run["task"], run["method"]), {}).setdefault(name, []).append(run)
+    rows = []
+    for (task, method), by_sweep in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]))):
+        first = by_sweep.get(names[0])
+        for name in names:
+            group = sorted(by_sweep.get(name, []), key=lambda r: r["seed"])
+            if not group:
+                continue
+            finals = [r["final_eval"] or {} for r in group]
+            row = {"task": task, "method": method, "sweep": name, "commits": " ".join(commits[name]),
+                   "runs": len(group), "reached": sum(r["reached"] for r in group),
+                   "steps_to_0.9": " ".join(_steps(r["steps_to"], not r["reached"]) for r in group),
+                   "heldout_successes": " ".join(str(f.get("successes", "-")) for f in finals),
+                   "heldout_episodes": " ".join(str(f.get("episodes", "-")) for f in finals),
+                   "steps_p_vs_first": "", "heldout_p_vs_first": ""}
+            if first and name != names[0]:
+                steps = stats.mann_whitney([r["steps_to"] for r in group], [r["steps_to"] for r in first], "two-sided")
+                row["steps_p_vs_first"] = f"{steps.p_value:.4f}"
+                held, base = ([r["heldout"] for r in runs if r["heldout"] is not None] for runs in (group, first))
+                if held and base:
+                    row["heldout_p_vs_first"] = f"{stats.mann_whitney(held, base, 'two-sided').p_value:.4f}"
+            rows.append(row)
+    return rows
+
+
+def write_comparison(logdir: str, names: list[str], out: Path) -> Path:
+    """``compare.csv`` and ``compare.md`` of :func:`compare_sweeps` in ``out``; returns the markdown path."""
+    rows = compare_sweeps(logdir, names)
+    if not rows:
+        raise ValueError(f"sweeps {', '.join(names)} have no finished runs yet")
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "compare.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, COMPARE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    header = ("| task | method | sweep (commit) | runs reaching 0.9 | env steps to 0.9, per seed | held-out successes, "
+              f"per seed | p, steps vs {names[0]} | p, held-out vs {names[0]} |")
+    lines = [f"# Sweeps compared: {', '.join(names)}", "",
+             "p: two-sided Mann-Whitney U over seeds (bench/stats.py); `>=`: never reached 0.9, counted "
+             "as the budget.", "", header, "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        episodes = sorted(set(r["heldout_episodes"].split()) - {"-"})
+        held = r["heldout_successes"] + (f" (of {episodes[0]})" if len(episodes) == 1 else "")
+        lines.append(f"| {r['task']} | {r['method']} | {r['sweep']} ({r['commits'] or '?'}) | {r['reached']}/{r['runs']} "
+                     f"| {r['steps_to_0.9']} | {held} | {r['steps_p_vs_first'] or '-'} | {r['heldout_p_vs_first'] or '-'} |")
+    markdown = out / "compare.md"
+    markdown.write_text("\n".join(lines) + "\n")
+    return markdown
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="sweep", help="sweep to report on")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="NAME",
+                        help="instead: compare these sweeps (variants of one setup) run by run, with p-values "
+                             "against the first; writes compare.md and compare.csv")
     parser.add_argument("--logdir", default="log", help="root of all run folders")
-    parser.add_argument("--out", default=None, help="output folder (default: <logdir>/sweeps/<name>/report)")
+    parser.add_argument("--out", default=None, help="output folder (default: <logdir>/sweeps/<name>/report, or "
+                                                    "<logdir>/sweeps/compare for --compare)")
 
 
 def main(args: argparse.Namespace) -> int:
     from bench.sweep import sweep_dir
-    out = Path(args.out) if args.out else sweep_dir(args.logdir, args.name) / "report"
-    markdown = write_report(args.logdir, args.name, out)
+    if args.compare:
+        out = Path(args.out) if args.out else Path(args.logdir) / "sweeps" / "compare"
+        markdown = write_comparison(args.logdir, args.compare, out)
+    else:
+        out = Path(args.out) if args.out else sweep_dir(args.logdir, args.name) / "report"
+        markdown = write_report(args.logdir, args.name, out)
     print(markdown.read_text())
-    print(f"written: {markdown} and the figures beside it")
+    print(f"written: {markdown} and the files beside it")
     return 0

@@ -231,3 +231,37 @@ def test_ctrl_c_stops_a_sweep_promptly_and_keeps_the_checkpoints(tmp_path, targe
     for k in (0, 1):
         meta = torch.load(runs / f"seed{k}" / "acmodel.pt", weights_only=True)["meta"]
         assert 1 <= meta["iteration"] < 200000 // 128
+
+
+def _fake_sweep(logdir: Path, name: str, method: str, reached_at: list, successes: list, budget: int = 1000) -> None:
+    """A sweep index with runs whose curves reach 1.0 at ``reached_at`` (None: never) and held-out successes."""
+    index = logdir / "sweeps" / name / "runs.csv"
+    index.parent.mkdir(parents=True)
+    with index.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["task", "method", "seed", "run_dir", "status", "env_steps", "commit"])
+        for seed, (at, wins) in enumerate(zip(reached_at, successes)):
+            run = logdir / name / f"seed{seed}"
+            run.mkdir(parents=True)
+            steps = range(100, budget + 1, 100)
+            (run / "eval_curve.csv").write_text("env_steps,success_rate\n" + "".join(
+                f"{x},{1.0 if at is not None and x >= at else 0.0}\n" for x in steps))
+            (run / "summary.json").write_text(json.dumps({"final_eval": {
+                "episodes": 200, "successes": wins, "success_rate": wins / 200}}))
+            writer.writerow(["T", method, seed, str(run), "done", budget, f"c{name}"])
+
+
+def test_report_compares_sweeps_run_by_run(tmp_path, capsys):
+    _fake_sweep(tmp_path, "base", "hard", [200, 200, 300, 200, 200], [199, 200, 198, 200, 199])
+    _fake_sweep(tmp_path, "variant", "hard", [500, 600, None, 500, 700], [150, 160, 0, 170, 180])
+    out = tmp_path / "cmp"
+    assert main.main(["report", "--logdir", str(tmp_path), "--compare", "base", "variant", "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [(r["sweep"], r["commits"], r["reached"]) for r in rows] == [("base", "cbase", "5"), ("variant", "cvariant", "4")]
+    assert rows[1]["steps_to_0.9"] == "0.5k 0.6k >=1.0k 0.5k 0.7k", "the run that never reached counts as its budget"
+    assert rows[1]["heldout_successes"] == "150 160 0 170 180"
+    assert rows[0]["steps_p_vs_first"] == "" and float(rows[1]["steps_p_vs_first"]) < 0.05
+    assert float(rows[1]["heldout_p_vs_first"]) < 0.05
+    assert "| T | hard | variant (cvariant) | 4/5 |" in (out / "compare.md").read_text()
+    assert main.main(["report", "--logdir", str(tmp_path), "--compare", "base", "missing"]) == 2
+    assert "no sweep index" in capsys.readouterr().err
