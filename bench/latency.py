@@ -234,7 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """Measure every row and return the table."""
-    from bench.sweep import parse_settings
+    from bench.sweep_plan import parse_settings
     from utils.config import build_config
     settings = parse_settings(args.set)  # unknown names and bad values are refused here
     decisions, calls, latency = args.decisions, args.llm_calls, args.llm_latency

@@ -41,7 +41,7 @@ __all__ = ["read_runs", "steps_to_threshold", "summarise", "write_report"]
 
 def read_runs(logdir: str, name: str) -> tuple[list[dict], dict, dict]:
     """(runs with their curves and held-out results, teacher-alone rows by (task, method), sweep settings)."""
-    from bench.sweep import sweep_dir
+    from bench.sweep_plan import sweep_dir
     folder = sweep_dir(logdir, name)
     index = folder / "runs.csv"
     if not index.exists():
@@ -251,7 +251,7 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
                 f"Sweep run at commit(s) {', '.join(settings.get('commits') or [settings.get('commit', 'unknown')])}"
                 + (f"; teachers alone measured at {', '.join(commits)}" if commits else "") + ".",
                 f"Machine: {json.dumps(settings.get('machine', {}))}.", "", "Methods:", ""]
-    from bench.sweep import METHOD_NOTES
+    from bench.sweep_plan import METHOD_NOTES
     for method in sorted({r["method"] for r in runs}, key=_method_rank):
         sections.append(f"* `{method}`: {METHOD_NOTES.get(method, 'not a named sweep method')}")
     sections.append("")
@@ -364,7 +364,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.sweep import sweep_dir
+    from bench.sweep_plan import sweep_dir
     if args.compare:
         out = Path(args.out) if args.out else Path(args.logdir) / "sweeps" / "compare"
         markdown = write_comparison(args.logdir, args.compare, out)

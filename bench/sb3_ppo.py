@@ -5,7 +5,7 @@ Optional: ``pip install -r requirements-sb3.txt``. The settings are RL-Zoo's for
 there for MiniGrid-DoorKey-5x5-v0 among others: a flattened observation (``FlatObsWrapper``), ``normalize:
 true`` (VecNormalize of observations and rewards), ``MlpPolicy``, 8 envs, ``n_steps`` 128, ``batch_size``
 64, ``n_epochs`` 10, ``learning_rate`` 2.5e-4, ``clip_range`` 0.2, ``gamma`` 0.99, ``gae_lambda`` 0.95,
-``ent_coef`` 0.0. The sweep's method definition (:data:`bench.sweep.METHODS`) sets those values as run
+``ent_coef`` 0.0. The sweep's method definition (:data:`bench.sweep_plan.METHODS`) sets those values as run
 settings, and :func:`train_sb3` reads them from the config, so ``config.json`` states what ran.
 
 Our observation is already a flat grid (the remembered map, ``uint8 (4, W, H)``), so "flattened" is

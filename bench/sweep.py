@@ -21,344 +21,27 @@ Runs go to local processes by default (``--workers``, one torch thread each). Wi
 (``auto`` or ``host:port``) they run as Ray tasks on a cluster instead; each task trains in a scratch
 folder on its node and sends the run folder back, so no shared file system is needed. Ray is optional:
 ``pip install -r requirements-ray.txt``.
+
+This module is the command and the index; :mod:`bench.sweep_plan` says what runs, :mod:`bench.sweep_runs`
+how a run executes.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
-import signal
 import sys
-import tarfile
-import tempfile
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
-PAPER_TEACHER = {"planner": "recorded", "skills": "paper"}  # the published teacher's skills
-SAFE_TEACHER = {"planner": "recorded", "skills": "safe"}
-METHODS = {  # method -> the settings that define it (everything else comes from the configs and --set)
-    "ppo": {"teacher": "none"},
-    "sb3_ppo": {},  # Stable-Baselines3 PPO with RL-Zoo's MiniGrid settings (bench/sb3_ppo.py)
-    "hard": {"teacher": "hard", **PAPER_TEACHER, "hard_sampling": "step"},
-    "soft": {"teacher": "soft", **PAPER_TEACHER},
-    "hard_commit": {"teacher": "hard", **PAPER_TEACHER, "hard_sampling": "commit"},
-    "hard_safe": {"teacher": "hard", **SAFE_TEACHER, "hard_sampling": "commit"},
-    "hard_safe_step": {"teacher": "hard", **SAFE_TEACHER, "hard_sampling": "step"},
-    "soft_safe": {"teacher": "soft", **SAFE_TEACHER},
-    "oracle": {"teacher": "hard", "planner": "oracle", "skills": "safe", "hard_sampling": "step"},
-    "adversarial": {"teacher": "hard", "planner": "adversarial", "skills": "safe", "hard_sampling": "step"},
-    "llm": {"teacher": "soft", "planner": "llm", "skills": "paper"},
-}
-METHOD_NOTES = {
-    "ppo": "our PPO, no teacher",
-    "sb3_ppo": "Stable-Baselines3 PPO, RL-Zoo MiniGrid settings, no teacher",
-    "hard": "paper teacher (recorded Vicuna plans, paper skills), hard, a plan drawn every step",
-    "soft": "paper teacher, soft (plans mixed by probability)",
-    "hard_commit": "paper teacher, hard, a plan kept until the sentence changes or it stalls",
-    "hard_safe": "safe teacher (recorded plans, safe skills), hard, commit",
-    "hard_safe_step": "safe teacher, hard, a plan drawn every step",
-    "soft_safe": "safe teacher, soft",
-    "oracle": "scripted correct plans, safe skills (a control)",
-    "adversarial": "scripted wrong plans, safe skills (a control)",
-    "llm": "live LLM plans (needs --llm_url), paper skills, soft",
-}
-BASELINES = ("ppo", "sb3_ppo")  # methods without a teacher: their budget is the baseline budget
+from bench.sweep_plan import (BASELINES, METHODS, RunSpec, SweepPlan, load_plan_file, make_specs, method_settings,
+                              parse_settings, sweep_dir, task_name, task_root)
+from bench.sweep_runs import run_local, run_ray
+
 RUN_FIELDS = ("task", "method", "seed", "run_dir", "status", "env_steps", "final_success_rate",
               "steps_to_threshold", "env_steps_per_second", "seconds", "commit")
 TEACHER_FIELDS = ("task", "method", "seed", "teacher", "planner", "skills", "hard_sampling", "episodes", "successes",
                   "success_rate", "interval", "low", "high", "mean_return", "mean_length", "env_seeds", "commit")
-
-
-def method_settings(method: str) -> dict:
-    """The run settings that define ``method``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method '{method}'; choose from {', '.join(METHODS)}")
-    if method == "sb3_ppo":
-        from bench.sb3_ppo import RL_ZOO_SETTINGS
-        return dict(RL_ZOO_SETTINGS)
-    return dict(METHODS[method])
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of a sweep."""
-
-    task: str
-    method: str
-    seed: int
-    overrides: tuple  # ((key, value), ...) config values for this run
-
-    @property
-    def label(self) -> str:
-        return f"{self.task}/{self.method}/seed{self.seed}"
-
-
-def sweep_dir(logdir: str, name: str) -> Path:
-    return Path(logdir) / "sweeps" / name
-
-
-def task_root(logdir: str, task: str) -> Path:
-    return Path(logdir) / "ppo" / task.lower()
-
-
-def run_dir_for(logdir: str, name: str, spec: RunSpec) -> Path:
-    return task_root(logdir, spec.task) / name / spec.method / f"seed{spec.seed}"
-
-
-@dataclass
-class SweepPlan:
-    """What a sweep runs: tasks x methods x seeds, each run's budget, and settings shared by all runs.
-
-    Budget rule: a run of a teacher-guided method gets its task's ``budgets`` entry; a baseline (no teacher:
-    :data:`BASELINES`) gets ``baseline_factor`` times it. Evaluation rule: with ``eval_every_steps`` every
-    run evaluates every that many env steps (it must be a multiple of each run's steps per iteration).
-    """
-
-    tasks: list
-    methods: list
-    seeds: list
-    budgets: dict  # task -> env-step budget of the teacher-guided runs
-    baseline_factor: float = 1.0
-    eval_every_steps: int | None = None
-    teacher_episodes: int = 200
-    settings: dict = field(default_factory=dict)  # every run
-    method_settings: dict = field(default_factory=dict)  # method -> settings of that method's runs
-
-    def budget(self, task: str, method: str) -> int:
-        base = self.budgets[task]
-        return int(round(base * self.baseline_factor)) if method in BASELINES else int(base)
-
-
-PLAN_KEYS = {"name", "tasks", "methods", "seeds", "baseline_factor", "eval_every_steps", "teacher_episodes",
-             "settings", "method_settings"}
-
-
-def load_plan_file(path: str) -> tuple[str | None, SweepPlan]:
-    """(sweep name, plan) from a sweep YAML file (see ``configs/sweeps/final.yaml``)."""
-    import yaml
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"cannot read sweep file {path}: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"sweep file {path} must be a mapping")
-    unknown = sorted(set(data) - PLAN_KEYS)
-    if unknown:
-        raise ValueError(f"sweep file {path} has unknown keys: {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(PLAN_KEYS))})")
-    tasks = data.get("tasks")
-    if not isinstance(tasks, dict) or not tasks or \
-            not all(isinstance(v, dict) and "budget" in v for v in tasks.values()):
-        raise ValueError(f"sweep file {path}: 'tasks' must map each task to {{budget: ENV_STEPS}}")
-    for key in ("methods", "seeds"):
-        if not isinstance(data.get(key), list) or not data[key]:
-            raise ValueError(f"sweep file {path}: '{key}' must be a non-empty list")
-    factor = data.get("baseline_factor", 1.0)
-    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0:
-        raise ValueError(f"sweep file {path}: baseline_factor must be a positive number, got {factor!r}")
-    for key in ("settings", "method_settings"):
-        if not isinstance(data.get(key) or {}, dict):
-            raise ValueError(f"sweep file {path}: '{key}' must be a mapping")
-    every = data.get("eval_every_steps")
-    plan = SweepPlan(tasks=[_task_name(t) for t in tasks], methods=list(data["methods"]),
-                     seeds=[_whole(path, "a seed", seed, 0) for seed in data["seeds"]],
-                     budgets={_task_name(t): _whole(path, f"the budget of {t}", v["budget"], 1)
-                              for t, v in tasks.items()},
-                     baseline_factor=float(factor),
-                     eval_every_steps=None if every is None else _whole(path, "eval_every_steps", every, 1),
-                     teacher_episodes=_whole(path, "teacher_episodes", data.get("teacher_episodes", 200), 0),
-                     settings=dict(data.get("settings") or {}), method_settings=dict(data.get("method_settings") or {}))
-    return data.get("name"), plan
-
-
-def _task_name(name: str) -> str:
-    """The registry's spelling of a task name (an unknown task is an UnknownTaskError)."""
-    from envs import get_task
-    return get_task(str(name)).name
-
-
-def _whole(path: str, what: str, value, minimum: int) -> int:
-    """``value`` if it is a whole number >= ``minimum``, else a one-line error naming the file."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"sweep file {path}: {what} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def make_specs(plan: SweepPlan, llm_url: str | None) -> list[RunSpec]:
-    """All runs of the sweep, with the settings each needs; bad settings are refused before any run starts."""
-    from utils.config import build_config
-    specs = []
-    for task in plan.tasks:
-        for method in plan.methods:
-            values = {**plan.settings, **method_settings(method), **plan.method_settings.get(method, {}),
-                      "total_steps": plan.budget(task, method)}
-            if method == "llm":
-                if not llm_url:
-                    raise ValueError("method 'llm' needs --llm_url")
-                values["llm_url"] = llm_url
-            if method == "sb3_ppo":
-                from bench.sb3_ppo import require
-                require()
-            if plan.eval_every_steps:
-                config = build_config(task, values)
-                per_iteration = config.env.num_envs * config.ppo.num_steps
-                if plan.eval_every_steps % per_iteration:
-                    raise ValueError(f"eval_every_steps {plan.eval_every_steps} is not a multiple of {task}/{method}'s "
-                                     f"{per_iteration} env steps per iteration")
-                values["eval_interval"] = plan.eval_every_steps // per_iteration
-            for seed in plan.seeds:
-                specs.append(RunSpec(task, method, seed, tuple(sorted(values.items()))))
-    return specs
-
-
-def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | None = None) -> dict:
-    """Train one run into ``run_dir`` (resuming it if a checkpoint is there); returns its index row.
-
-    The run folder is locked while training (see utils.run_folder); ``root`` is the task folder above it.
-    An ``sb3_ppo`` run cannot resume: an unfinished one starts over. Ctrl-C or SIGTERM stops the run after
-    the current env step with a checkpoint saved, and the row's status is then ``interrupted``.
-    """
-    import torch
-    torch.set_num_threads(torch_threads)
-    from algos.rollout import StopFlag, TrainingInterrupted
-    from algos.trainer import CHECKPOINT_NAME, train_run
-    from planners.factory import training_teacher_factory
-    from utils.config import build_config
-    from utils.process import stop_on_signals
-    from utils.run_folder import RunFolders
-    config = build_config(spec.task, {**dict(spec.overrides), "torch_threads": torch_threads})
-    start = time.perf_counter()
-    run_dir = Path(run_dir)
-    sb3 = spec.method == "sb3_ppo"
-    if sb3:
-        from bench.sb3_ppo import POLICY_NAME, train_sb3
-    global _current_stop
-    stop = _current_stop = StopFlag()
-    interrupted = {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir),
-                   "status": "interrupted"}
-    if _sweep_cancelled is not None and _sweep_cancelled.is_set():  # queued before the sweep was stopped
-        return {**interrupted, "status": "not started"}
-    try:
-        with stop_on_signals(stop), RunFolders(Path(root) if root else run_dir.parent, [run_dir],
-                                               POLICY_NAME if sb3 else CHECKPOINT_NAME) as folders:
-            (action,) = folders.plan("auto")
-            with folders.start(run_dir, action) as replacement:
-                if sb3:
-                    result = train_sb3(config, spec.seed, run_dir, on_start=replacement.begin,
-                                       on_save=replacement.saved, stop=stop)
-                else:
-                    with open(os.devnull, "w") as quiet:
-                        result = train_run(config, spec.seed, run_dir, training_teacher_factory(config, spec.seed),
-                                           stream=quiet, resume=action == "resume", stop=stop,
-                                           on_start=replacement.begin, on_save=replacement.saved)
-    except TrainingInterrupted:
-        return interrupted
-    return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",
-            "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,
-            "steps_to_threshold": result.steps_to_threshold,
-            "env_steps_per_second": round(result.env_steps_per_second, 1),
-            "seconds": round(time.perf_counter() - start, 1)}
-
-
-def _train_remote(spec: RunSpec) -> tuple[dict, bytes]:
-    """Ray task body: train in a scratch folder on the worker, return the row and the folder as a tar."""
-    with tempfile.TemporaryDirectory() as scratch:
-        row = train_one(spec, scratch)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            archive.add(scratch, arcname=".")
-        return row, buffer.getvalue()
-
-
-def _unpack(data: bytes, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        archive.extractall(run_dir, filter="data")
-
-
-_sweep_cancelled = None  # in a sweep process: the sweep's "stop now" event (set on Ctrl-C)
-_current_stop = None  # in a sweep process: the StopFlag of the run in progress
-
-
-def _init_worker(parent_pid: int, cancelled) -> None:
-    """A sweep process: ends with the sweep, ignores Ctrl-C between runs (``train_one`` handles it during a
-    run), and stops its run when the sweep sets ``cancelled`` (which covers a Ctrl-C sent to the sweep's
-    process alone)."""
-    global _sweep_cancelled
-    from utils.process import die_with_parent
-    die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _sweep_cancelled = cancelled
-
-    def watch() -> None:
-        cancelled.wait()
-        if _current_stop is not None:
-            _current_stop.request("SIGINT")
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def run_local(specs: list[RunSpec], logdir: str, name: str, workers: int, on_done) -> None:
-    """Run ``specs`` in ``workers`` local processes (spawned: no state shared with this one).
-
-    On Ctrl-C no new run starts; the running ones stop after their current env step with a checkpoint saved
-    (the next sweep resumes them), are reported through ``on_done``, and KeyboardInterrupt is raised again.
-    """
-    context = get_context("spawn")
-    cancelled = context.Event()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                               initargs=(os.getpid(), cancelled))
-    futures = {}
-    try:
-        futures = {pool.submit(train_one, spec, str(run_dir_for(logdir, name, spec)), 1,
-                               str(task_root(logdir, spec.task))): spec for spec in specs}
-        for future in as_completed(futures):
-            on_done(futures.pop(future), future)
-    except KeyboardInterrupt:
-        cancelled.set()
-        running = [f for f in futures if not f.cancel()]
-        for future in as_completed(running):
-            on_done(futures[future], future)
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def run_ray(specs: list[RunSpec], logdir: str, name: str, address: str, on_done) -> None:
-    """Run ``specs`` as Ray tasks (one CPU each) and copy each run folder back under ``logdir``."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--ray_address needs Ray: pip install -r requirements-ray.txt") from None
-    project = str(Path(__file__).resolve().parent.parent)
-    if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address,
-                 runtime_env={"working_dir": project, "excludes": ["log/", ".venv/", "*.pt", "*.sqlite"]},
-                 **({"num_cpus": os.cpu_count()} if address == "local" else {}))
-    remote = ray.remote(num_cpus=1)(_train_remote)
-    pending = {remote.remote(spec): spec for spec in specs}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        spec = pending.pop(done[0])
-        on_done(spec, _RayResult(ray, done[0], run_dir_for(logdir, name, spec)))
-
-
-class _RayResult:
-    """Adapter giving a Ray object ref the ``result()`` of a future (and syncing the folder back)."""
-
-    def __init__(self, ray, ref, run_dir: Path):
-        self.ray, self.ref, self.run_dir = ray, ref, run_dir
-
-    def result(self) -> dict:
-        row, data = self.ray.get(self.ref)
-        _unpack(data, self.run_dir)
-        return {**row, "run_dir": str(self.run_dir)}
 
 
 def teacher_methods(methods) -> list[str]:
@@ -466,7 +149,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
             raise ValueError("--total_steps cannot be combined with --config: the file fixes the budgets")
         name, plan = load_plan_file(args.config)
         if args.tasks:
-            args.tasks = [_task_name(t) for t in args.tasks]
+            args.tasks = [task_name(t) for t in args.tasks]
             missing = [t for t in args.tasks if t not in plan.budgets]
             if missing:
                 raise ValueError(f"task(s) {', '.join(missing)} have no budget in {args.config}")
@@ -477,7 +160,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
     else:
         name = None
         total = 100_000 if args.total_steps is None else args.total_steps
-        tasks = [_task_name(t) for t in args.tasks or ["SimpleDoorKey"]]
+        tasks = [task_name(t) for t in args.tasks or ["SimpleDoorKey"]]
         plan = SweepPlan(tasks=list(tasks), methods=list(args.methods or ["ppo", "hard", "soft", "oracle"]),
                          seeds=list(args.seeds if args.seeds is not None else [0, 1, 2]),
                          budgets={t: total for t in tasks}, settings=extra)
@@ -488,18 +171,6 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
     for method in plan.methods:
         method_settings(method)  # unknown methods fail here
     return args.name or name or "sweep", plan
-
-
-def parse_settings(pairs: list[str]) -> dict:
-    """``["eval_interval=2", "lr=0.002"]`` -> values typed by the settings' declarations."""
-    from utils.config import parse_value
-    values = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=VALUE, got '{pair}'")
-        values[key] = parse_value(key, text)
-    return values
 
 
 def finished_runs(index: Path) -> dict:

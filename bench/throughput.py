@@ -164,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
     for name in ("num_envs", "num_steps", "iterations", "repeats"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name} must be a positive number")
-    from bench.sweep import parse_settings
+    from bench.sweep_plan import parse_settings
     results = run(args.task, args.num_envs, args.num_steps, args.iterations, args.repeats, args.planner,
                   args.teacher, parse_settings(args.set))
     print(format_table(args.task, args.num_envs, results))

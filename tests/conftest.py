@@ -57,12 +57,14 @@ def inline_sweep(monkeypatch):
     from concurrent.futures import Future
 
     import bench.sweep as sweep
+    from bench.sweep_plan import run_dir_for
+    from bench.sweep_runs import train_one
 
     def run_inline(specs, logdir, name, workers, on_done):
         for spec in specs:
             future = Future()
             try:
-                future.set_result(sweep.train_one(spec, str(sweep.run_dir_for(logdir, name, spec))))
+                future.set_result(train_one(spec, str(run_dir_for(logdir, name, spec))))
             except Exception as err:  # reported by the sweep like a failed worker
                 future.set_exception(err)
             on_done(spec, future)

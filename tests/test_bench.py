@@ -151,7 +151,7 @@ def test_llm_cost_counts_calls_then_replays_from_the_cache():
 
 
 def test_the_final_sweep_file_fixes_budgets_and_one_evaluation_interval(tmp_path, capsys):
-    from bench.sweep import load_plan_file, make_specs
+    from bench.sweep_plan import load_plan_file, make_specs
     name, plan = load_plan_file(str(Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "final.yaml"))
     specs = {(s.task, s.method, s.seed): dict(s.overrides) for s in make_specs(plan, None)}
     assert name == "final" and len(plan.seeds) >= 5

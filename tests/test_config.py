@@ -4,7 +4,7 @@ import json
 import pytest
 
 import main
-from bench.sweep import parse_settings
+from bench.sweep_plan import parse_settings
 from utils.config import CONFIG_DIR, SETTINGS, ConfigError, RunConfig, build_config, read_yaml
 
 

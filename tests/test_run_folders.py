@@ -326,7 +326,8 @@ def test_check_meta_refuses_wrong_types_and_sizes(change, what):
 
 # -- sweeps -------------------------------------------------------------------------------------------------
 def test_sweep_runs_lock_their_folder_and_restart_one_killed_before_its_checkpoint(tmp_path, task, caplog):
-    from bench.sweep import RunSpec, train_one
+    from bench.sweep_plan import RunSpec
+    from bench.sweep_runs import train_one
     spec = RunSpec("SimpleDoorKey", "ppo", 0, (("teacher", "none"), ("planner", "recorded"), ("n_itr", 1),
                                                ("num_envs", 2), ("num_steps", 8), ("eval_interval", 0)))
     run_dir = task / "sw" / "ppo" / "seed0"
