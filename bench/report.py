@@ -321,7 +321,7 @@ def compare_sweeps(logdir: str, names: list[str]) -> list[dict]:
             if first and name != names[0]:
                 steps = stats.mann_whitney([r["steps_to"] for r in group], [r["steps_to"] for r in first], "two-sided")
                 row["steps_p_vs_first"] = f"{steps.p_value:.4f}"
-                held, base = ([r["heldout"] for r in runs if r["heldout"] is not None] for runs in (group, first))
+                held, base = ([r["heldout"] for r in side if r["heldout"] is not None] for side in (group, first))
                 if held and base:
                     row["heldout_p_vs_first"] = f"{stats.mann_whitney(held, base, 'two-sided').p_value:.4f}"
             rows.append(row)
@@ -346,8 +346,9 @@ def write_comparison(logdir: str, names: list[str], out: Path) -> Path:
     for r in rows:
         episodes = sorted(set(r["heldout_episodes"].split()) - {"-"})
         held = r["heldout_successes"] + (f" (of {episodes[0]})" if len(episodes) == 1 else "")
-        lines.append(f"| {r['task']} | {r['method']} | {r['sweep']} ({r['commits'] or '?'}) | {r['reached']}/{r['runs']} "
-                     f"| {r['steps_to_0.9']} | {held} | {r['steps_p_vs_first'] or '-'} | {r['heldout_p_vs_first'] or '-'} |")
+        cells = [r["task"], r["method"], f"{r['sweep']} ({r['commits'] or '?'})", f"{r['reached']}/{r['runs']}",
+                 r["steps_to_0.9"], held, r["steps_p_vs_first"] or "-", r["heldout_p_vs_first"] or "-"]
+        lines.append(f"| {' | '.join(cells)} |")
     markdown = out / "compare.md"
     markdown.write_text("\n".join(lines) + "\n")
     return markdown
@@ -366,7 +367,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from bench.sweep_plan import sweep_dir
     if args.compare:
-        out = Path(args.out) if args.out else Path(args.logdir) / "sweeps" / "compare"
+        out = Path(args.out) if args.out else sweep_dir(args.logdir, "compare")
         markdown = write_comparison(args.logdir, args.compare, out)
     else:
         out = Path(args.out) if args.out else sweep_dir(args.logdir, args.name) / "report"

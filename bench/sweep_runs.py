@@ -15,6 +15,10 @@ from pathlib import Path
 
 from bench.sweep_plan import RunSpec, run_dir_for, task_root
 
+_sweep_cancelled = None  # in a sweep process: the sweep's "stop now" event (set on Ctrl-C)
+_current_stop = None  # in a sweep process: the StopFlag of the run in progress
+
+
 def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | None = None) -> dict:
     """Train one run into ``run_dir`` (resuming it if a checkpoint is there); returns its index row.
 
@@ -38,10 +42,9 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | N
         from bench.sb3_ppo import POLICY_NAME, train_sb3
     global _current_stop
     stop = _current_stop = StopFlag()
-    interrupted = {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir),
-                   "status": "interrupted"}
+    row = {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir)}
     if _sweep_cancelled is not None and _sweep_cancelled.is_set():  # queued before the sweep was stopped
-        return {**interrupted, "status": "not started"}
+        return {**row, "status": "not started"}
     try:
         with stop_on_signals(stop), RunFolders(Path(root) if root else run_dir.parent, [run_dir],
                                                POLICY_NAME if sb3 else CHECKPOINT_NAME) as folders:
@@ -56,9 +59,8 @@ def train_one(spec: RunSpec, run_dir: str, torch_threads: int = 1, root: str | N
                                            stream=quiet, resume=action == "resume", stop=stop,
                                            on_start=replacement.begin, on_save=replacement.saved)
     except TrainingInterrupted:
-        return interrupted
-    return {"task": spec.task, "method": spec.method, "seed": spec.seed, "run_dir": str(run_dir), "status": "done",
-            "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,
+        return {**row, "status": "interrupted"}
+    return {**row, "status": "done", "env_steps": result.env_steps, "final_success_rate": result.final_success_rate,
             "steps_to_threshold": result.steps_to_threshold,
             "env_steps_per_second": round(result.env_steps_per_second, 1),
             "seconds": round(time.perf_counter() - start, 1)}
@@ -78,10 +80,6 @@ def _unpack(data: bytes, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         archive.extractall(run_dir, filter="data")
-
-
-_sweep_cancelled = None  # in a sweep process: the sweep's "stop now" event (set on Ctrl-C)
-_current_stop = None  # in a sweep process: the StopFlag of the run in progress
 
 
 def _init_worker(parent_pid: int, cancelled) -> None:
