@@ -241,9 +241,14 @@ class Trainer:
                              f"{counters['outage_answers']} by the fallback (outages, offline misses), "
                              f"{counters['llm_seconds']:.1f}s in LLM requests (concurrent ones each counted)")
         elapsed = time.perf_counter() - self.start_time
-        result = TrainResult(str(self.run_dir), self.env_steps, self.iteration,
-                             self.last_eval.success_rate if self.last_eval else None, self.steps_to_threshold,
-                             (self.env_steps - steps_at_start) / max(elapsed, 1e-9),
+        if self.env_steps > steps_at_start:
+            steps_per_second = (self.env_steps - steps_at_start) / max(elapsed, 1e-9)
+        else:  # resumed after its last iteration: nothing trained here, give the run's own rate
+            steps_per_second = self.env_steps / max(self.wall_offset, 1e-9)
+        curve = self.run_dir / "eval_curve.csv"
+        last_success = self.last_eval.success_rate if self.last_eval else _last_curve_success(curve)
+        result = TrainResult(str(self.run_dir), self.env_steps, self.iteration, last_success, self.steps_to_threshold,
+                             steps_per_second,
                              teacher_stats["fallbacks"] if teacher_stats else 0, counters,
                              final_student_evaluation(self.config, self.model, self.device, self.seed))
         if result.final_eval:
@@ -334,6 +339,14 @@ def _truncate_curve(path: Path, env_steps: int) -> None:
     kept = [rows[0]] + [row for row in rows[1:] if int(row[1]) <= env_steps]
     with path.open("w", newline="") as handle:
         csv.writer(handle).writerows(kept)
+
+
+def _last_curve_success(path: Path) -> float | None:
+    """The last training-time success rate in an evaluation curve (None without one)."""
+    if not path.exists():
+        return None
+    rows = list(csv.DictReader(path.open()))
+    return float(rows[-1]["success_rate"]) if rows else None
 
 
 def _progress_line(iteration, total, env_steps, sps, episodes, coef, losses, last_eval) -> str:

@@ -16,8 +16,9 @@ from planners.llm.client import LLMConfigError
 from utils.config import build_config
 
 
-def make_trainer(folder, lag: int, n_itr: int = 2, stop=None, resume=False, factory=None):
-    config = build_config("SimpleDoorKey", {"num_envs": 4, "num_steps": 16, "n_itr": n_itr, "eval_interval": 0,
+def make_trainer(folder, lag: int, n_itr: int = 2, stop=None, resume=False, factory=None, eval_interval=0):
+    config = build_config("SimpleDoorKey", {"num_envs": 4, "num_steps": 16, "n_itr": n_itr,
+                                            "eval_interval": eval_interval,
                                             "policy_lag": lag, "torch_threads": 1, "num_minibatches": 2,
                                             "update_epochs": 2, "final_eval_episodes": 0})
     return Trainer(config, 0, folder, teacher_factory=factory or training_teacher_factory(config, 0),
@@ -133,3 +134,12 @@ def test_the_worker_ignores_sigint_the_learner_decides(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "ppo_update", interrupt_worker)
     result = trainer.run()
     assert interrupted and result.iterations == 4
+
+
+def test_a_run_resumed_after_its_last_iteration_reports_its_last_evaluation(tmp_path):
+    first = make_trainer(tmp_path / "run", lag=0, eval_interval=1).run()
+    again = make_trainer(tmp_path / "run", lag=0, eval_interval=1, resume=True).run()
+    assert again.env_steps == first.env_steps == 2 * 4 * 16, "nothing is trained again"
+    assert first.final_success_rate is not None
+    assert again.final_success_rate == pytest.approx(first.final_success_rate, abs=1e-4)
+    assert again.env_steps_per_second > 0
