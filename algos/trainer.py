@@ -203,7 +203,7 @@ class Trainer:
             raise
         else:
             self.save()
-            return self._finish(steps_at_start)
+            return self._finish(steps_at_start, curve)
         finally:
             self.close()
 
@@ -232,7 +232,7 @@ class Trainer:
                          f"run dir {self.run_dir}")
         return curve
 
-    def _finish(self, steps_at_start: int) -> TrainResult:
+    def _finish(self, steps_at_start: int, curve: Path) -> TrainResult:
         teacher_stats = self.pipeline.state()["teacher_stats"]
         counters = llm_counters(teacher_stats)
         if counters:
@@ -245,7 +245,6 @@ class Trainer:
             steps_per_second = (self.env_steps - steps_at_start) / max(elapsed, 1e-9)
         else:  # resumed after its last iteration: nothing trained here, give the run's own rate
             steps_per_second = self.env_steps / max(self.wall_offset, 1e-9)
-        curve = self.run_dir / "eval_curve.csv"
         last_success = self.last_eval.success_rate if self.last_eval else _last_curve_success(curve)
         result = TrainResult(str(self.run_dir), self.env_steps, self.iteration, last_success, self.steps_to_threshold,
                              steps_per_second,
