@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
-from bench.claims import STEP_METHODS, THRESHOLD, claims_markdown, paper_claims, steps_to_threshold
+from bench.claims import (STEP_METHODS, THRESHOLD, claims_markdown, paper_claims, pooled_claims,
+                          pooled_markdown, steps_to_threshold)
 
 METHOD_ORDER = ("ppo", "sb3_ppo", "hard", "soft", "hard_commit", "hard_safe", "hard_safe_step", "soft_safe",
                 "oracle", "adversarial", "llm")
@@ -239,6 +240,23 @@ def write_runs_csv(runs: list[dict], path: Path) -> None:
                              f"{run['success'][-1]:.4f}"])
 
 
+def _run_commits(runs: list[dict], settings: dict) -> str:
+    """Which commit trained which runs, from the index (the sweep's settings when the index lacks them)."""
+    if not any(run.get("commit") for run in runs):
+        return ", ".join(settings.get("commits") or [settings.get("commit", "unknown")])
+    methods_of_task = defaultdict(set)
+    cells = defaultdict(lambda: defaultdict(set))  # commit -> task -> methods
+    for run in runs:
+        methods_of_task[run["task"]].add(run["method"])
+        cells[run.get("commit") or "unknown"][run["task"]].add(run["method"])
+    parts = []
+    for commit, tasks in sorted(cells.items()):
+        described = [task if methods == methods_of_task[task] else
+                     f"{task} {'/'.join(sorted(methods, key=_method_rank))}" for task, methods in sorted(tasks.items())]
+        parts.append(f"{commit} ({', '.join(described)})")
+    return "; ".join(parts)
+
+
 def write_report(logdir: str, name: str, out: Path) -> Path:
     """Figures, results.md, summary.csv, runs.csv and curves.csv for sweep ``name``; returns the markdown path."""
     runs, teachers, settings = read_runs(logdir, name)
@@ -247,8 +265,7 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
     rows = summarise(runs, teachers)
     out.mkdir(parents=True, exist_ok=True)
     commits = sorted({r["commit"] for rows_ in teachers.values() for r in rows_})
-    sections = [f"# Sweep '{name}'", "",
-                f"Sweep run at commit(s) {', '.join(settings.get('commits') or [settings.get('commit', 'unknown')])}"
+    sections = [f"# Sweep '{name}'", "", f"Runs trained at commit(s) {_run_commits(runs, settings)}"
                 + (f"; teachers alone measured at {', '.join(commits)}" if commits else "") + ".",
                 f"Machine: {json.dumps(settings.get('machine', {}))}.", "", "Methods:", ""]
     from bench.sweep_plan import METHOD_NOTES
@@ -264,7 +281,9 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
     rule = budget_rule_lines(rows)
     if rule:
         sections += ["## Budget rule", "", *rule, ""]
-    sections += ["## The paper's claims", "", claims_markdown(paper_claims(runs, teacher_rates(teachers))), ""]
+    claims = paper_claims(runs, teachers)
+    sections += ["## The paper's claims", "", "Per task:", "", claims_markdown(claims), "",
+                 "Over all tasks:", "", pooled_markdown(pooled_claims(claims)), ""]
     markdown = out / "results.md"
     markdown.write_text("\n".join(sections))
     with (out / "curves.csv").open("w", newline="") as handle:  # every evaluation point of every run

@@ -12,6 +12,9 @@
 * Comparisons over seeds: :func:`mann_whitney` (one-sided p-value, exact for up to 10 seeds a side) and :func:`shift_interval`, the
   distribution-free interval for the difference (or ratio) of two samples' locations that inverts the
   Mann-Whitney test (Hodges-Lehmann), valid with 5 seeds per side and reported with its exact coverage.
+* Paired comparisons (a student and its teacher on the same seed and layouts): :func:`signed_rank`, the
+  exact Wilcoxon signed-rank test.
+* One claim over several tasks: :func:`fisher_combination` of the per-task p-values (independent tasks).
 """
 from __future__ import annotations
 
@@ -22,9 +25,9 @@ import numpy as np
 
 from utils.intervals import CONFIDENCE, Interval, clopper_pearson_interval, wilson_interval
 
-__all__ = ["CONFIDENCE", "Interval", "TestResult", "clopper_pearson_interval", "holm", "iqm", "mann_whitney",
-           "min_max", "percentile_bootstrap", "seed_interval", "shift_interval", "stratified_bootstrap",
-           "u_null_distribution", "wilson_interval"]
+__all__ = ["CONFIDENCE", "Interval", "TestResult", "clopper_pearson_interval", "fisher_combination", "holm", "iqm",
+           "mann_whitney", "min_max", "percentile_bootstrap", "seed_interval", "shift_interval", "signed_rank",
+           "stratified_bootstrap", "u_null_distribution", "wilson_interval"]
 MIN_BOOTSTRAP_SEEDS = 10  # fewer values per cell: per-seed values and min-max, no bootstrap
 N_RESAMPLES = 2000
 
@@ -181,6 +184,57 @@ def shift_interval(a, b, confidence: float = CONFIDENCE, log: bool = False) -> t
     if log:
         return math.exp(estimate), Interval(math.exp(low) if low > -math.inf else 0.0, math.exp(high), kind)
     return estimate, Interval(low, high, kind)
+
+
+SIGNED_RANK_EXACT_LIMIT = 16  # most non-zero differences whose 2**n sign patterns are enumerated
+
+
+def signed_rank(differences, alternative: str = "greater") -> TestResult:
+    """Wilcoxon signed-rank test of "the paired ``differences`` tend to be above 0" (or ``less``/``two-sided``).
+
+    Zero differences are dropped (Wilcoxon's rule) and tied magnitudes get midranks. The p-value is exact,
+    counting the 2**n equally likely sign patterns under the null (up to :data:`SIGNED_RANK_EXACT_LIMIT`
+    non-zero differences; more use scipy's normal approximation). With 5 pairs the smallest one-sided p is
+    1/32. All differences zero give p = 1.
+    """
+    from scipy.stats import rankdata, wilcoxon
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"alternative must be greater, less or two-sided, got '{alternative}'")
+    values = np.asarray(differences, dtype=float)
+    values = values[values != 0]
+    if len(values) == 0:
+        return TestResult("Wilcoxon signed-rank (exact)", 0.0, 1.0, alternative)
+    if len(values) > SIGNED_RANK_EXACT_LIMIT:
+        result = wilcoxon(values, alternative=alternative, method="approx")
+        return TestResult("Wilcoxon signed-rank (normal approximation)", float(result.statistic),
+                          float(result.pvalue), alternative)
+    ranks = rankdata(np.abs(values))
+    signs = (np.arange(2 ** len(values))[:, None] >> np.arange(len(values))) & 1  # every sign pattern
+    w_all = (signs * ranks).sum(axis=1)
+    w = float(ranks[values > 0].sum())
+    tolerance, middle = 1e-9, ranks.sum() / 2
+    if alternative == "greater":
+        p = np.mean(w_all >= w - tolerance)
+    elif alternative == "less":
+        p = np.mean(w_all <= w + tolerance)
+    else:
+        p = np.mean(np.abs(w_all - middle) >= abs(w - middle) - tolerance)
+    return TestResult("Wilcoxon signed-rank (exact)", w, float(p), alternative)
+
+
+def fisher_combination(p_values: list[float]) -> TestResult:
+    """Fisher's method: one p-value for "the effect exists in at least one of these independent tests".
+
+    -2 * sum(log p) follows a chi-squared law with 2k degrees of freedom under the joint null. With exact
+    tests on few seeds the p-values are discrete, which makes the combination conservative (still valid).
+    """
+    from scipy.stats import chi2
+    p = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1.0)
+    if len(p) == 0:
+        raise ValueError("Fisher's combination needs at least one p-value")
+    statistic = float(-2 * np.log(p).sum())
+    return TestResult(f"Fisher's combination of {len(p)} per-task p-values", statistic,
+                      float(chi2.sf(statistic, 2 * len(p))), "greater")
 
 
 def holm(p_values: list[float]) -> list[float]:

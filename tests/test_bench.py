@@ -52,6 +52,8 @@ def test_tiny_sweep_then_report(tmp_path, capsys):
     assert "min-max of 2 seeds" in table and "percentile bootstrap needs >= 10 seeds" in table
     assert "| SimpleDoorKey | (a) fewer env steps than PPO | ppo / hard |" in table
     assert "| SimpleDoorKey | (b) student beats its teacher | hard student - hard teacher |" in table
+    assert f"Runs trained at commit(s) {commit} (SimpleDoorKey)" in table
+    assert "Fisher's combination of 1 per-task p-values" in table.split("Over all tasks:")[1]
     per_run = list(csv.DictReader((out / "runs.csv").open()))
     assert len(per_run) == 4 and all(r["heldout_episodes"] == "2" for r in per_run)
     summary = list(csv.DictReader((out / "summary.csv").open()))

@@ -3,7 +3,9 @@ import math
 
 import pytest
 
-from bench.claims import claims_markdown, paper_claims
+from scipy.stats import chi2
+
+from bench.claims import claims_markdown, paper_claims, pooled_claims, pooled_markdown
 
 
 def run(task, method, seed, steps_to, budget, heldout=None):
@@ -37,14 +39,21 @@ def test_no_ratio_when_the_teacher_guided_runs_mostly_never_reach():
     assert claim.estimate == "n/a" and "reached 0.9 in only 1/3 runs" in claim.note
 
 
+def teacher_rows(rates, high=None):
+    return [{"seed": str(seed), "success_rate": f"{rate:.4f}", "high": "" if high is None else f"{high[seed]:.4f}"}
+            for seed, rate in enumerate(rates)]
+
+
 def test_student_beats_teacher_and_soft_versus_hard():
     students = [0.99, 0.98, 1.0, 0.97, 0.995]
     runs = [run("T", "hard", s, 20_000, 100_000, h) for s, h in enumerate(students)]
     runs += [run("T", "soft", s, 10_000 + s, 100_000, 0.99) for s in range(5)]
-    teachers = {("T", "hard"): [0.55, 0.56, 0.54, 0.57, 0.53]}
+    teachers = {("T", "hard"): teacher_rows([0.55, 0.56, 0.54, 0.57, 0.53])}
     claims = {(c.claim, c.measure.split(",")[0]): c for c in paper_claims(runs, teachers)}
     beats = claims[("(b) student beats its teacher", "held-out success")]
-    assert beats.estimate == "+0.440" and beats.p_value == pytest.approx(1 / 252)
+    assert beats.estimate == "+0.440", "median of the paired differences 0.44, 0.42, 0.46, 0.40, 0.465"
+    assert beats.p_value == pytest.approx(1 / 32), "5 pairs all positive: the exact signed-rank minimum"
+    assert beats.seeds == "5 pairs" and beats.interval == "[+0.400, +0.465]"
     faster = claims[("(c) soft beats hard", "env steps to 0.9")]
     assert faster.comparison == "hard / soft" and faster.estimate == "2.00x" and faster.p_value < 0.01
     higher = claims[("(c) soft beats hard", "held-out success of the students")]
@@ -52,3 +61,37 @@ def test_student_beats_teacher_and_soft_versus_hard():
     assert all(c.p_holm >= c.p_value for c in claims.values())
     table = claims_markdown(list(claims.values()))
     assert "Mann-Whitney (Hodges-Lehmann) interval of the ratio (exact coverage 96.8%)" in table
+    assert "min-max of the 5 paired differences" in table
+
+
+def test_student_teacher_pairs_by_seed_and_says_when_the_teacher_never_varies():
+    runs = [run("T", "hard", s, 20_000, 100_000, h) | {"final_eval": {"interval": {"low": low}}}
+            for s, (h, low) in enumerate([(0.97, 0.94), (0.6, 0.53), (0.95, 0.91), (0.99, 0.97), (0.9, 0.85)])]
+    teachers = {("T", "hard"): teacher_rows([0.575] * 5, high=[0.64] * 5)}
+    (beats,) = [c for c in paper_claims(runs, teachers) if c.claim.startswith("(b)")]
+    assert "the teacher alone scores 0.575 on every seed" in beats.note
+    assert "4/5 students' 95% interval wholly above their teacher's" in beats.note, "seed 1: 0.53 < 0.64"
+    assert beats.p_value == pytest.approx(1 / 32), "every paired difference is still positive"
+    runs[1]["heldout"] = 0.5  # one student now below its teacher
+    (beats,) = [c for c in paper_claims(runs, teachers) if c.claim.startswith("(b)")]
+    assert beats.p_value == pytest.approx(2 / 32) and beats.favours
+    teachers = {("T", "hard"): teacher_rows([0.575] * 2)}
+    (beats,) = [c for c in paper_claims(runs, teachers) if c.claim.startswith("(b)")]
+    assert beats.seeds == "2 pairs", "only seeds with both a student and a teacher are paired"
+
+
+def test_pooled_claims_combine_tasks_and_adjust_over_the_pooled_rows():
+    runs, teachers = [], {}
+    for task in ("A", "B", "C"):
+        runs += [run(task, "hard", s, 10_000, 100_000, 0.98) for s in range(5)]
+        runs += [run(task, "ppo", s, math.inf, 500_000) for s in range(5)]
+        teachers[(task, "hard")] = teacher_rows([0.5] * 5)
+    claims = paper_claims(runs, teachers)
+    pooled = {c.claim: c for c in pooled_claims(claims)}
+    assert set(pooled) == {"(a) fewer env steps than PPO", "(b) student beats its teacher"}
+    steps = pooled["(a) fewer env steps than PPO"]
+    assert steps.task == "A, B, C" and steps.estimate == "3/3 tasks the claimed way"
+    assert steps.p_value == pytest.approx(chi2.sf(-2 * 3 * math.log(1 / 252), 6))
+    assert steps.p_value < min(c.p_value for c in claims), "three tasks say more than one"
+    assert all(c.p_holm >= c.p_value for c in pooled.values())
+    assert "Fisher's combination of 3 per-task p-values" in pooled_markdown(list(pooled.values()))

@@ -105,3 +105,27 @@ def test_shift_interval_known_answer_and_ratio():
 
 def test_holm_adjustment():
     assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_signed_rank_is_exact_drops_zeros_and_matches_scipy():
+    from scipy.stats import wilcoxon
+    assert stats.signed_rank([0.4, 0.41, 0.42, 0.39, 0.43]).p_value == pytest.approx(1 / 32)
+    assert stats.signed_rank([0.4, 0.41, 0.42, 0.39, 0.43], "less").p_value == pytest.approx(1.0)
+    values = [0.4, -0.1, 0.42, 0.39, 0.43, -0.2, 0.05]
+    for alternative in ("greater", "less", "two-sided"):
+        ours = stats.signed_rank(values, alternative).p_value
+        assert ours == pytest.approx(wilcoxon(values, alternative=alternative, method="exact").pvalue)
+    assert stats.signed_rank([0.0, 0.3, 0.2]).p_value == pytest.approx(1 / 4), "the zero is dropped"
+    assert stats.signed_rank([0.0, 0.0]).p_value == 1.0
+    with pytest.raises(ValueError, match="alternative"):
+        stats.signed_rank([1.0], "bigger")
+
+
+def test_fisher_combination():
+    from scipy.stats import chi2
+    assert stats.fisher_combination([1.0, 1.0]).p_value == pytest.approx(1.0)
+    combined = stats.fisher_combination([0.03, 0.04, 0.2])
+    assert combined.p_value == pytest.approx(chi2.sf(-2 * np.log([0.03, 0.04, 0.2]).sum(), 6))
+    assert combined.p_value < 0.03
+    with pytest.raises(ValueError):
+        stats.fisher_combination([])
