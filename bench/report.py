@@ -62,8 +62,10 @@ def read_runs(logdir: str, name: str) -> tuple[list[dict], dict, dict]:
         budget = float(row["env_steps"]) if row.get("env_steps") else float(steps.max())
         value, reached = steps_to_threshold(steps, success, budget)
         final = summary.get("final_eval") or None
+        # Everything the evaluations recorded except their wall-clock time: equal across commits iff the runs are.
+        record = [tuple(v for k, v in r.items() if k != "wall_seconds") for r in curve]
         runs.append({**row, "seed": int(row["seed"]), "steps": steps, "success": success, "budget": budget,
-                     "steps_to": value, "reached": reached, "final_eval": final,
+                     "steps_to": value, "reached": reached, "final_eval": final, "record": record,
                      "heldout": final["success_rate"] if final else None})
     teachers = defaultdict(list)
     if (folder / "teacher_heldout.csv").exists():
@@ -309,13 +311,15 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
 
 
 COMPARE_FIELDS = ("task", "method", "sweep", "commits", "runs", "reached", "steps_to_0.9", "heldout_successes",
-                  "heldout_episodes", "steps_p_vs_first", "heldout_p_vs_first")
+                  "heldout_episodes", "steps_p_vs_first", "heldout_p_vs_first", "identical_to_first")
 
 
 def compare_sweeps(logdir: str, names: list[str]) -> list[dict]:
     """Variants side by side: one row per (task, method, sweep) with the per-seed steps to 0.9 and held-out
     successes, and two-sided Mann-Whitney p-values against the first sweep's runs of the same task and method
-    (a run that never reached 0.9 counts as its budget)."""
+    (a run that never reached 0.9 counts as its budget). ``identical_to_first`` counts the seeds whose every
+    evaluation (all but its wall-clock time) and held-out result equal the first sweep's run of that seed:
+    the check that two commits train the same runs."""
     groups = {}
     commits = {}
     for name in names:
@@ -336,8 +340,13 @@ def compare_sweeps(logdir: str, names: list[str]) -> list[dict]:
                    "steps_to_0.9": " ".join(_steps(r["steps_to"], not r["reached"]) for r in group),
                    "heldout_successes": " ".join(str(f.get("successes", "-")) for f in finals),
                    "heldout_episodes": " ".join(str(f.get("episodes", "-")) for f in finals),
-                   "steps_p_vs_first": "", "heldout_p_vs_first": ""}
+                   "steps_p_vs_first": "", "heldout_p_vs_first": "", "identical_to_first": ""}
             if first and name != names[0]:
+                by_seed = {r["seed"]: r for r in first}
+                shared = [r for r in group if r["seed"] in by_seed]
+                same = sum(r["record"] == by_seed[r["seed"]]["record"]
+                           and r["final_eval"] == by_seed[r["seed"]]["final_eval"] for r in shared)
+                row["identical_to_first"] = f"{same}/{len(shared)}"
                 steps = stats.mann_whitney([r["steps_to"] for r in group], [r["steps_to"] for r in first], "two-sided")
                 row["steps_p_vs_first"] = f"{steps.p_value:.4f}"
                 held, base = ([r["heldout"] for r in side if r["heldout"] is not None] for side in (group, first))
@@ -358,15 +367,17 @@ def write_comparison(logdir: str, names: list[str], out: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     header = ("| task | method | sweep (commit) | runs reaching 0.9 | env steps to 0.9, per seed | held-out successes, "
-              f"per seed | p, steps vs {names[0]} | p, held-out vs {names[0]} |")
+              f"per seed | p, steps vs {names[0]} | p, held-out vs {names[0]} | seeds identical to {names[0]} |")
     lines = [f"# Sweeps compared: {', '.join(names)}", "",
              "p: two-sided Mann-Whitney U over seeds (bench/stats.py); `>=`: never reached 0.9, counted "
-             "as the budget.", "", header, "|---|---|---|---|---|---|---|---|"]
+             f"as the budget; identical: every evaluation (but its wall time) and the held-out result equal "
+             f"{names[0]}'s run of the same seed.", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         episodes = sorted(set(r["heldout_episodes"].split()) - {"-"})
         held = r["heldout_successes"] + (f" (of {episodes[0]})" if len(episodes) == 1 else "")
         cells = [r["task"], r["method"], f"{r['sweep']} ({r['commits'] or '?'})", f"{r['reached']}/{r['runs']}",
-                 r["steps_to_0.9"], held, r["steps_p_vs_first"] or "-", r["heldout_p_vs_first"] or "-"]
+                 r["steps_to_0.9"], held, r["steps_p_vs_first"] or "-", r["heldout_p_vs_first"] or "-",
+                 r["identical_to_first"] or "-"]
         lines.append(f"| {' | '.join(cells)} |")
     markdown = out / "compare.md"
     markdown.write_text("\n".join(lines) + "\n")

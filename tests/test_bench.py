@@ -265,5 +265,10 @@ def test_report_compares_sweeps_run_by_run(tmp_path, capsys):
     assert rows[0]["steps_p_vs_first"] == "" and float(rows[1]["steps_p_vs_first"]) < 0.05
     assert float(rows[1]["heldout_p_vs_first"]) < 0.05
     assert "| T | hard | variant (cvariant) | 4/5 |" in (out / "compare.md").read_text()
+    assert rows[1]["identical_to_first"] == "0/5"
+    _fake_sweep(tmp_path, "rerun", "hard", [200, 200, 300, 200, 200], [199, 200, 198, 200, 198])
+    assert main.main(["report", "--logdir", str(tmp_path), "--compare", "base", "rerun", "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert rows[1]["identical_to_first"] == "4/5", "the same curves; one held-out result differs"
     assert main.main(["report", "--logdir", str(tmp_path), "--compare", "base", "missing"]) == 2
     assert "no sweep index" in capsys.readouterr().err
