@@ -200,6 +200,34 @@ def paper_claims(runs: list[dict], teachers: dict) -> list[Claim]:
     return claims
 
 
+def control_claims(runs: list[dict]) -> list[Claim]:
+    """The wrong-teacher control, per task: does the adversarial student do better than PPO without a teacher
+    (env steps to 0.9, held-out success), and how far below the paper teacher's hard students does it end?"""
+    claims = []
+    for task in sorted({r["task"] for r in runs}):
+        group = {}
+        for run in runs:
+            if run["task"] == task:
+                group.setdefault(run["method"], []).append(run)
+        if "adversarial" not in group:
+            continue
+        wrong = [r["heldout"] for r in group["adversarial"] if r["heldout"] is not None]
+        if "ppo" in group:
+            claims.append(step_ratio_claim(task, "wrong teacher against none", group["ppo"], group["adversarial"],
+                                           "ppo", "adversarial"))
+            none = [r["heldout"] for r in group["ppo"] if r["heldout"] is not None]
+            if none and wrong:
+                claims.append(success_claim(task, "wrong teacher against none", np.array(wrong), np.array(none),
+                                            "adversarial", "ppo", "held-out success of the students"))
+        good = [r["heldout"] for r in group.get("hard", []) if r["heldout"] is not None]
+        if good and wrong:
+            claims.append(success_claim(task, "wrong teacher against the paper's", np.array(good), np.array(wrong),
+                                        "hard", "adversarial", "held-out success of the students"))
+    for claim, adjusted in zip(claims, stats.holm([c.p_value for c in claims])):
+        claim.p_holm = adjusted
+    return claims
+
+
 def pooled_claims(claims: list[Claim]) -> list[Claim]:
     """Each comparison of ``claims`` tested once over every task it was made on: Fisher's combination of the
     per-task p-values, Holm-adjusted over the pooled rows."""

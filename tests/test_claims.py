@@ -5,7 +5,7 @@ import pytest
 
 from scipy.stats import chi2
 
-from bench.claims import claims_markdown, paper_claims, pooled_claims, pooled_markdown
+from bench.claims import claims_markdown, control_claims, paper_claims, pooled_claims, pooled_markdown
 
 
 def run(task, method, seed, steps_to, budget, heldout=None):
@@ -95,3 +95,16 @@ def test_pooled_claims_combine_tasks_and_adjust_over_the_pooled_rows():
     assert steps.p_value < min(c.p_value for c in claims), "three tasks say more than one"
     assert all(c.p_holm >= c.p_value for c in pooled.values())
     assert "Fisher's combination of 3 per-task p-values" in pooled_markdown(list(pooled.values()))
+
+
+def test_the_wrong_teacher_control_against_ppo_and_the_good_teacher():
+    runs = [run("T", "adversarial", s, v, 100_000, h) for s, (v, h) in
+            enumerate([(60_000, 0.99), (math.inf, 0.0), (50_000, 0.98), (55_000, 0.97), (65_000, 0.95)])]
+    runs += [run("T", "ppo", s, math.inf, 500_000, 0.01) for s in range(5)]
+    runs += [run("T", "hard", s, 10_000, 100_000, 0.99) for s in range(5)]
+    sooner, higher, lower = control_claims(runs)
+    assert sooner.comparison == "ppo / adversarial" and sooner.p_value < 0.05, "4 of 5 got there; ppo never did"
+    assert "1 adversarial run(s) censored" in sooner.note
+    assert higher.comparison == "adversarial - ppo" and higher.estimate == "+0.960"
+    assert lower.comparison == "hard - adversarial" and lower.estimate == "+0.020"
+    assert control_claims([r for r in runs if r["method"] != "adversarial"]) == []
