@@ -122,6 +122,26 @@ def success_claim(task: str, claim: str, better: np.ndarray, worse: np.ndarray, 
                  f"{len(better)} vs {len(worse)}", favours=difference > 0)
 
 
+def _groups_by_task(runs: list[dict]):
+    """(task, {method: runs}) for each task, tasks in sorted order."""
+    by_task: dict[str, dict[str, list[dict]]] = {}
+    for run in runs:
+        by_task.setdefault(run["task"], {}).setdefault(run["method"], []).append(run)
+    return sorted(by_task.items())
+
+
+def _heldout(runs: list[dict]) -> np.ndarray:
+    """Held-out success of the runs that have one."""
+    return np.array([r["heldout"] for r in runs if r["heldout"] is not None], dtype=float)
+
+
+def _with_holm(claims: list[Claim]) -> list[Claim]:
+    """``claims`` with their Holm-adjusted p-values (family: these claims) filled in."""
+    for claim, adjusted in zip(claims, stats.holm([c.p_value for c in claims])):
+        claim.p_holm = adjusted
+    return claims
+
+
 def _student_scores(runs: list[dict]) -> dict:
     """seed -> (held-out success, lower end of its binomial interval or None) of the runs that have one."""
     scores = {}
@@ -173,11 +193,7 @@ def paper_claims(runs: list[dict], teachers: dict) -> list[Claim]:
     alone (seed, success_rate and optionally high, the upper end of its interval), as in teacher_heldout.csv.
     """
     claims = []
-    for task in sorted({r["task"] for r in runs}):
-        group = {}
-        for run in runs:
-            if run["task"] == task:
-                group.setdefault(run["method"], []).append(run)
+    for task, group in _groups_by_task(runs):
         for method in STEP_METHODS:
             for baseline in BASELINE_METHODS:
                 if method in group and baseline in group:
@@ -190,42 +206,33 @@ def paper_claims(runs: list[dict], teachers: dict) -> list[Claim]:
                 claims.append(claim)
         if "soft" in group and "hard" in group:
             claims.append(step_ratio_claim(task, "(c) soft beats hard", group["hard"], group["soft"], "hard", "soft"))
-            soft = [r["heldout"] for r in group["soft"] if r["heldout"] is not None]
-            hard = [r["heldout"] for r in group["hard"] if r["heldout"] is not None]
-            if soft and hard:
-                claims.append(success_claim(task, "(c) soft beats hard", np.array(soft), np.array(hard), "soft",
-                                            "hard", "held-out success of the students"))
-    for claim, adjusted in zip(claims, stats.holm([c.p_value for c in claims])):
-        claim.p_holm = adjusted
-    return claims
+            soft, hard = _heldout(group["soft"]), _heldout(group["hard"])
+            if len(soft) and len(hard):
+                claims.append(success_claim(task, "(c) soft beats hard", soft, hard, "soft", "hard",
+                                            "held-out success of the students"))
+    return _with_holm(claims)
 
 
 def control_claims(runs: list[dict]) -> list[Claim]:
     """The wrong-teacher control, per task: does the adversarial student do better than PPO without a teacher
     (env steps to 0.9, held-out success), and how far below the paper teacher's hard students does it end?"""
     claims = []
-    for task in sorted({r["task"] for r in runs}):
-        group = {}
-        for run in runs:
-            if run["task"] == task:
-                group.setdefault(run["method"], []).append(run)
+    for task, group in _groups_by_task(runs):
         if "adversarial" not in group:
             continue
-        wrong = [r["heldout"] for r in group["adversarial"] if r["heldout"] is not None]
+        wrong = _heldout(group["adversarial"])
         if "ppo" in group:
             claims.append(step_ratio_claim(task, "wrong teacher against none", group["ppo"], group["adversarial"],
                                            "ppo", "adversarial"))
-            none = [r["heldout"] for r in group["ppo"] if r["heldout"] is not None]
-            if none and wrong:
-                claims.append(success_claim(task, "wrong teacher against none", np.array(wrong), np.array(none),
-                                            "adversarial", "ppo", "held-out success of the students"))
-        good = [r["heldout"] for r in group.get("hard", []) if r["heldout"] is not None]
-        if good and wrong:
-            claims.append(success_claim(task, "wrong teacher against the paper's", np.array(good), np.array(wrong),
-                                        "hard", "adversarial", "held-out success of the students"))
-    for claim, adjusted in zip(claims, stats.holm([c.p_value for c in claims])):
-        claim.p_holm = adjusted
-    return claims
+            none = _heldout(group["ppo"])
+            if len(none) and len(wrong):
+                claims.append(success_claim(task, "wrong teacher against none", wrong, none, "adversarial", "ppo",
+                                            "held-out success of the students"))
+        good = _heldout(group.get("hard", []))
+        if len(good) and len(wrong):
+            claims.append(success_claim(task, "wrong teacher against the paper's", good, wrong, "hard",
+                                        "adversarial", "held-out success of the students"))
+    return _with_holm(claims)
 
 
 def pooled_claims(claims: list[Claim]) -> list[Claim]:
@@ -241,9 +248,7 @@ def pooled_claims(claims: list[Claim]) -> list[Claim]:
         pooled.append(Claim(", ".join(c.task for c in group), claim, comparison, measure,
                             f"{favouring}/{len(group)} tasks the claimed way", "", "", test.name, test.p_value,
                             " + ".join(c.seeds for c in group)))
-    for c, adjusted in zip(pooled, stats.holm([c.p_value for c in pooled])):
-        c.p_holm = adjusted
-    return pooled
+    return _with_holm(pooled)
 
 
 def pooled_markdown(pooled: list[Claim]) -> str:
