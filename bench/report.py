@@ -10,11 +10,16 @@ Reads ``<logdir>/sweeps/<name>/runs.csv`` (written by ``main.py sweep``), every 
   which), and each teacher alone on the held-out layouts as a dashed line;
 * ``curves.csv``: every evaluation point of every run;
 * ``runs.csv``: per run, env steps to 0.9 (or its budget when never reached), the held-out final success with
-  its 95% Wilson interval, and the training-time final success;
+  its 95% Wilson interval, the training-time final success and the commit that trained it;
+* ``teacher_heldout.csv``: each teacher alone on the held-out layouts, per seed (as the sweep measured it);
 * ``summary.csv`` and ``results.md``: per task and method, the per-seed values, their median and min-max
   (a bootstrap only with enough seeds, see :data:`bench.stats.MIN_BOOTSTRAP_SEEDS`), the teacher alone; the
   IQM of held-out success across tasks with a stratified bootstrap interval (rliable's style); the budget
   rule checked against the runs; and the claims table of :mod:`bench.claims`.
+
+With ``--archive DIR`` (a folder this report wrote earlier, e.g. ``docs/results/final``) the runs and
+teacher rows of DIR that the sweep's own index lacks are added (:mod:`bench.report_archive`): a sweep whose
+run folders were lost with a machine is reported whole from what was committed.
 
 A run that never reaches 0.9 is counted, not dropped: its steps-to-threshold is its budget (a lower bound),
 shown with ``>=`` wherever it can change the statistic.
@@ -40,15 +45,16 @@ BASELINE_FACTOR_RULE = 5  # the issue's budget rule: baselines get >= 5x the tea
 __all__ = ["read_runs", "steps_to_threshold", "summarise", "write_report"]
 
 
-def read_runs(logdir: str, name: str) -> tuple[list[dict], dict, dict]:
-    """(runs with their curves and held-out results, teacher-alone rows by (task, method), sweep settings)."""
+def read_runs(logdir: str, name: str, need_index: bool = True) -> tuple[list[dict], dict, dict]:
+    """(runs with their curves and held-out results, teacher-alone rows by (task, method), sweep settings).
+    Without ``need_index`` a sweep that has no index yet has no runs, instead of being an error."""
     from bench.sweep_plan import sweep_dir
     folder = sweep_dir(logdir, name)
     index = folder / "runs.csv"
-    if not index.exists():
+    if not index.exists() and need_index:
         raise ValueError(f"no sweep index at {index}: run `main.py sweep --name {name}` first")
     runs = []
-    for row in csv.DictReader(index.open()):
+    for row in (csv.DictReader(index.open()) if index.exists() else []):
         run_dir = Path(row["run_dir"])
         curve_path = run_dir / "eval_curve.csv"
         if not curve_path.exists():
@@ -214,12 +220,29 @@ def plot_task(runs: list[dict], teachers: dict, task: str, path: Path) -> Path:
     return path
 
 
-def _run_settings(runs: list[dict], task: str) -> str:
-    """The settings that shape the curves, read from one teacher-guided run's config.json."""
+def _run_config(run: dict, settings: dict) -> dict:
+    """A run's flat config: its config.json, or for an archived run (no folder) the config the sweep's plan
+    (sweep.json) gives that task, method and seed."""
+    from utils.config import RunConfig, build_config
+    path = Path(run["run_dir"]) / "config.json" if run.get("run_dir") else None
+    if path is not None and path.exists():
+        return RunConfig.from_json(json.loads(path.read_text())).flat()
+    from bench.sweep_plan import SweepPlan, make_specs
+    if not settings.get("budgets"):
+        raise ValueError(f"{run['task']}/{run['method']}/seed{run['seed']} has no run folder and the sweep has no "
+                         "sweep.json to rebuild its settings from: run `main.py sweep` for it first")
+    plan = SweepPlan(tasks=[run["task"]], methods=[run["method"]], seeds=[run["seed"]], budgets=settings["budgets"],
+                     baseline_factor=settings.get("baseline_factor", 1.0),
+                     eval_every_steps=settings.get("eval_every_steps"), settings=settings.get("settings") or {},
+                     method_settings=settings.get("method_settings") or {})
+    (spec,) = make_specs(plan, None)
+    return build_config(spec.task, dict(spec.overrides)).flat()
+
+
+def _run_settings(runs: list[dict], task: str, settings: dict) -> str:
+    """The settings that shape the curves, from one teacher-guided run's config."""
     run = next((r for r in runs if r["task"] == task and r["method"] not in ("ppo", "sb3_ppo")), None)
-    run = run or next(r for r in runs if r["task"] == task)
-    from utils.config import RunConfig
-    config = RunConfig.from_json(json.loads((Path(run["run_dir"]) / "config.json").read_text())).flat()
+    config = _run_config(run or next(r for r in runs if r["task"] == task), settings)
     return (f"{config['num_envs']} envs x {config['num_steps']} steps per iteration, evaluation every "
             f"{config['eval_interval']} iterations on {config['num_eval']} training-time layouts "
             f"({'most likely' if config['eval_deterministic'] else 'sampled'} actions), final evaluation on "
@@ -232,14 +255,15 @@ def write_runs_csv(runs: list[dict], path: Path) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["task", "method", "seed", "budget", "reached_0.9", "env_steps_to_0.9", "heldout_episodes",
-                         "heldout_successes", "heldout_success", "wilson_low", "wilson_high", "train_final_success"])
+                         "heldout_successes", "heldout_success", "wilson_low", "wilson_high", "train_final_success",
+                         "commit"])
         for run in sorted(runs, key=lambda r: (r["task"], _method_rank(r["method"]), r["seed"])):
             final = run["final_eval"] or {}
             interval = final.get("interval", {})
             writer.writerow([run["task"], run["method"], run["seed"], int(run["budget"]), run["reached"],
                              int(run["steps_to"]), final.get("episodes", ""), final.get("successes", ""),
                              final.get("success_rate", ""), interval.get("low", ""), interval.get("high", ""),
-                             f"{run['success'][-1]:.4f}"])
+                             f"{run['success'][-1]:.4f}", run.get("commit") or ""])
 
 
 def _run_commits(runs: list[dict], settings: dict) -> str:
@@ -259,9 +283,22 @@ def _run_commits(runs: list[dict], settings: dict) -> str:
     return "; ".join(parts)
 
 
-def write_report(logdir: str, name: str, out: Path) -> Path:
-    """Figures, results.md, summary.csv, runs.csv and curves.csv for sweep ``name``; returns the markdown path."""
-    runs, teachers, settings = read_runs(logdir, name)
+def write_teachers_csv(teachers: dict, path: Path) -> None:
+    from bench.sweep import TEACHER_FIELDS
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, TEACHER_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for key in sorted(teachers, key=lambda k: (k[0], _method_rank(k[1]))):
+            writer.writerows(sorted(teachers[key], key=lambda r: int(r["seed"])))
+
+
+def write_report(logdir: str, name: str, out: Path, archives: tuple = ()) -> Path:
+    """Figures, results.md, summary.csv, runs.csv, curves.csv and teacher_heldout.csv for sweep ``name`` (with
+    the runs of each archive folder that the sweep lacks); returns the markdown path."""
+    runs, teachers, settings = read_runs(logdir, name, need_index=not archives)
+    from bench.report_archive import merge, read_archive
+    for folder in archives:  # read before anything is written: the archive may be ``out`` itself
+        runs, teachers = merge(runs, teachers, *read_archive(Path(folder)))
     if not runs:
         raise ValueError(f"sweep '{name}' has no finished runs yet")
     rows = summarise(runs, teachers)
@@ -277,7 +314,7 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
     for task in sorted({r["task"] for r in runs}):
         figure = plot_task(runs, teachers, task, out / f"{task.lower()}.png")
         budgets = ", ".join(f"{r['method']} {_steps(r['budget'])}" for r in rows if r["task"] == task)
-        sections += [f"## {task}", "", f"Budgets: {budgets}. {_run_settings(runs, task)}.", "",
+        sections += [f"## {task}", "", f"Budgets: {budgets}. {_run_settings(runs, task, settings)}.", "",
                      f"![{task}]({figure.name})", "", markdown_table(rows, task), ""]
     sections += ["## Across tasks", "", aggregate_table(runs), ""]
     rule = budget_rule_lines(rows)
@@ -303,6 +340,7 @@ def write_report(logdir: str, name: str, out: Path) -> Path:
             writer.writerows([run["task"], run["method"], run["seed"], int(x), f"{y:.4f}"]
                              for x, y in zip(run["steps"], run["success"]))
     write_runs_csv(runs, out / "runs.csv")
+    write_teachers_csv(teachers, out / "teacher_heldout.csv")
     with (out / "summary.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["task", "method", "runs", "reached", "budget", "median_steps", "steps_low", "steps_high",
@@ -398,6 +436,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: compare these sweeps (variants of one setup) run by run, with p-values "
                              "against the first; writes compare.md and compare.csv")
     parser.add_argument("--logdir", default="log", help="root of all run folders")
+    parser.add_argument("--archive", nargs="+", default=(), metavar="DIR",
+                        help="report folders written earlier (e.g. docs/results/final): their runs and teacher "
+                             "rows that the sweep's index lacks are added, so a sweep whose run folders are gone "
+                             "is reported whole")
     parser.add_argument("--out", default=None, help="output folder (default: <logdir>/sweeps/<name>/report, or "
                                                     "<logdir>/sweeps/compare for --compare)")
 
@@ -409,7 +451,7 @@ def main(args: argparse.Namespace) -> int:
         markdown = write_comparison(args.logdir, args.compare, out)
     else:
         out = Path(args.out) if args.out else sweep_dir(args.logdir, args.name) / "report"
-        markdown = write_report(args.logdir, args.name, out)
+        markdown = write_report(args.logdir, args.name, out, tuple(args.archive))
     print(markdown.read_text())
     print(f"written: {markdown} and the files beside it")
     return 0

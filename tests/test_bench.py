@@ -58,6 +58,39 @@ def test_tiny_sweep_then_report(tmp_path, capsys):
     assert len(per_run) == 4 and all(r["heldout_episodes"] == "2" for r in per_run)
     summary = list(csv.DictReader((out / "summary.csv").open()))
     assert len(summary) == 2 and summary[1]["teacher_heldout_mean"] not in ("", "None")
+    assert {r["commit"] for r in per_run} == {commit}
+    assert len(list(csv.DictReader((out / "teacher_heldout.csv").open()))) == 2
+    _report_survives_lost_run_folders(tmp_path, out, capsys)
+
+
+def _report_survives_lost_run_folders(logdir: Path, archive: Path, capsys) -> None:
+    """The hard runs' folders and index rows are gone (a new machine), and so are the teachers' rows: with
+    ``--archive`` the report is the same, its settings line rebuilt from sweep.json; a bad archive is refused."""
+    import shutil
+    index = logdir / "sweeps" / "tiny" / "runs.csv"
+    rows = list(csv.DictReader(index.open()))
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["method"] != "hard")
+    for row in rows:
+        if row["method"] == "hard":
+            shutil.rmtree(row["run_dir"])
+    (logdir / "sweeps" / "tiny" / "teacher_heldout.csv").unlink()
+    again = logdir / "again"
+    args = ["report", "--name", "tiny", "--logdir", str(logdir), "--out", str(again), "--archive", str(archive)]
+    assert main.main(args) == 0
+    for name in ("results.md", "runs.csv", "curves.csv", "summary.csv", "teacher_heldout.csv"):
+        assert (again / name).read_text() == (archive / name).read_text(), name
+    runs_csv = (archive / "runs.csv").read_text().splitlines()
+    hard = next(k for k, line in enumerate(runs_csv) if line.startswith("SimpleDoorKey,hard,0,"))
+    fields = runs_csv[hard].split(",")
+    fields[5] = str(int(fields[5]) + 1)  # env steps to 0.9 no longer what the curve says
+    runs_csv[hard] = ",".join(fields)
+    (archive / "runs.csv").write_text("\n".join(runs_csv) + "\n")
+    capsys.readouterr()
+    assert main.main(args) == 2
+    assert "the archive is inconsistent" in capsys.readouterr().err
 
 
 def test_sweep_resumes_only_unfinished_runs_and_refuses_changed_settings(tmp_path, capsys, inline_sweep):
