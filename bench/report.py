@@ -73,12 +73,17 @@ def read_runs(logdir: str, name: str, need_index: bool = True) -> tuple[list[dic
         runs.append({**row, "seed": int(row["seed"]), "steps": steps, "success": success, "budget": budget,
                      "steps_to": value, "reached": reached, "final_eval": final, "record": record,
                      "heldout": final["success_rate"] if final else None})
-    teachers = defaultdict(list)
-    if (folder / "teacher_heldout.csv").exists():
-        for r in csv.DictReader((folder / "teacher_heldout.csv").open()):
-            teachers[(r["task"], r["method"])].append(r)
     settings = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").exists() else {}
-    return runs, dict(teachers), settings
+    return runs, read_teacher_rows(folder / "teacher_heldout.csv"), settings
+
+
+def read_teacher_rows(path: Path) -> dict:
+    """(task, method) -> the rows of each teacher alone in a teacher_heldout.csv (none when it is absent)."""
+    teachers = defaultdict(list)
+    if path.exists():
+        for r in csv.DictReader(path.open()):
+            teachers[(r["task"], r["method"])].append(r)
+    return dict(teachers)
 
 
 def teacher_rates(teachers: dict) -> dict:
@@ -284,6 +289,7 @@ def _run_commits(runs: list[dict], settings: dict) -> str:
 
 
 def write_teachers_csv(teachers: dict, path: Path) -> None:
+    """The teachers' rows (as :func:`read_teacher_rows` gives them) in teacher_heldout.csv's columns."""
     from bench.sweep import TEACHER_FIELDS
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, TEACHER_FIELDS, extrasaction="ignore")

@@ -70,11 +70,8 @@ def read_archive(folder: Path) -> tuple[list[dict], dict]:
                      "status": "done", "steps": steps, "success": success, "budget": budget, "steps_to": value,
                      "reached": reached, "final_eval": final, "record": list(zip(steps, success)),
                      "heldout": final["success_rate"] if final else None})
-    teachers = defaultdict(list)
-    if (folder / "teacher_heldout.csv").exists():
-        for row in csv.DictReader((folder / "teacher_heldout.csv").open()):
-            teachers[(row["task"], row["method"])].append(row)
-    return runs, dict(teachers)
+    from bench.report import read_teacher_rows  # bench.report imports this module when --archive is given
+    return runs, read_teacher_rows(folder / "teacher_heldout.csv")
 
 
 def merge(runs: list[dict], teachers: dict, archived_runs: list[dict], archived_teachers: dict
