@@ -107,6 +107,7 @@ def train_sb3(config, seed: int, run_dir: Path, on_start=None, on_save=None, sto
     from stable_baselines3 import PPO
     from stable_baselines3 import __version__ as sb3_version
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
 
     import envs as task_envs
     from algos.evaluate import final_evaluation, run_episodes, training_eval_seeds
@@ -134,6 +135,7 @@ def train_sb3(config, seed: int, run_dir: Path, on_start=None, on_save=None, sto
         indent=2))
     venv = make_vec_env(task, c["num_envs"], seed, c["gamma"])
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # its default makes an empty /tmp/SB3-<time> per run
     policy = SB3Policy(model, venv, c["eval_deterministic"], seed)
     seeds = training_eval_seeds(c["env_seed_list"], c["num_eval"], np.random.default_rng(seed + 1))
     pool = [task_envs.make_env(task) for _ in seeds]

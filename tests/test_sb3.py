@@ -12,7 +12,11 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is
                                 reason="stable-baselines3 is not installed (pip install -r requirements-sb3.txt)")
 
 
-def test_sb3_ppo_writes_what_our_runs_write_and_is_reported_like_them(tmp_path, capsys, inline_sweep):
+def test_sb3_ppo_writes_what_our_runs_write_and_is_reported_like_them(tmp_path, capsys, inline_sweep, monkeypatch):
+    import tempfile
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where SB3's default logger makes a folder per run
     logdir = str(tmp_path)
     assert main.main(["sweep", "--name", "s", "--logdir", logdir, "--tasks", "SimpleDoorKey", "--methods", "sb3_ppo",
                       "--seeds", "0", "--total_steps", "2048", "--set", "num_eval=2", "final_eval_episodes=3",
@@ -31,6 +35,7 @@ def test_sb3_ppo_writes_what_our_runs_write_and_is_reported_like_them(tmp_path, 
     assert summary["env_steps"] == 2048 and summary["iterations"] == 2
     assert summary["final_eval"]["episodes"] == 3 and summary["final_eval"]["env_seeds"] == "1000000..1000002"
     assert (run_dir / "sb3_policy.pt").exists()
+    assert not list(scratch.glob("SB3-*")), "no logger folder is left outside the run folder"
     assert not (tmp_path / "sweeps" / "s" / "teacher_heldout.csv").exists(), "no teacher to measure alone"
 
     out = tmp_path / "report"
