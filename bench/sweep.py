@@ -37,6 +37,7 @@ from pathlib import Path
 from bench.sweep_plan import (BASELINES, METHODS, RunSpec, SweepPlan, load_plan_file, make_specs, method_settings,
                               parse_settings, sweep_dir, task_name, task_root)
 from bench.sweep_runs import run_local, run_ray
+from utils.process import sigterm_as_ctrl_c
 
 RUN_FIELDS = ("task", "method", "seed", "run_dir", "status", "env_steps", "final_success_rate",
               "steps_to_threshold", "env_steps_per_second", "seconds", "commit")
@@ -237,7 +238,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"  aborted {spec.label}: it resumes from its last periodic checkpoint")
             return
         if row["status"] != "done":  # not indexed: the next sweep starts it, or resumes it from its checkpoint
-            if row["status"] == "interrupted":
+            if row["status"] == "interrupted" and spec.method == "sb3_ppo":
+                print(f"  stopped {spec.label}: an sb3_ppo run cannot resume, the next sweep starts it over")
+            elif row["status"] == "interrupted":
                 print(f"  stopped {spec.label}: its checkpoint is saved in {row['run_dir']}")
             return
         row["commit"] = commit  # a sweep may span several sessions (and commits)
@@ -246,17 +249,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"  done {spec.label}: final success {row['final_success_rate']}, "
               f"steps to 0.9 {row['steps_to_threshold']}, {row['env_steps_per_second']} steps/s")
 
-    try:
-        if todo and args.ray_address:
-            run_ray(todo, args.logdir, name, args.ray_address, on_done)
-        elif todo:
-            run_local(todo, args.logdir, name, args.workers, on_done)
-    except KeyboardInterrupt:
-        print(f"sweep '{name}' interrupted: finished runs are in {index}; run the same command again to "
-              "continue (interrupted runs resume from their checkpoints)", file=sys.stderr)
-        return 130
-    if plan.teacher_episodes and teacher_methods(plan.methods):
-        print(f"teacher alone: {measure_teachers(plan, args.logdir, name, args.llm_url)}")
+    with sigterm_as_ctrl_c() as terminated:
+        try:
+            if todo and args.ray_address:
+                run_ray(todo, args.logdir, name, args.ray_address, on_done)
+            elif todo:
+                run_local(todo, args.logdir, name, args.workers, on_done)
+            if plan.teacher_episodes and teacher_methods(plan.methods):
+                print(f"teacher alone: {measure_teachers(plan, args.logdir, name, args.llm_url)}")
+        except KeyboardInterrupt:
+            print(f"sweep '{name}' interrupted: finished runs are in {index}; run the same command again to "
+                  "continue (interrupted runs resume from their checkpoints)", file=sys.stderr)
+            return 143 if terminated else 130
     if failures:
         print(f"{len(failures)} runs failed: {', '.join(failures)}")
         return 1

@@ -222,7 +222,7 @@ def test_a_bad_sweep_file_is_one_line(tmp_path, capsys, text, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("target", ["group", "sweep process only"])
+@pytest.mark.parametrize("target", ["group", "sweep process only", "SIGTERM to the sweep process"])
 def test_ctrl_c_stops_a_sweep_promptly_and_keeps_the_checkpoints(tmp_path, target):
     import os
     import signal
@@ -250,15 +250,17 @@ def test_ctrl_c_stops_a_sweep_promptly_and_keeps_the_checkpoints(tmp_path, targe
         assert both_training(), "both runs should be past their first evaluations before Ctrl-C"
         if target == "group":
             os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        else:
+        elif target == "sweep process only":
             os.kill(process.pid, signal.SIGINT)
+        else:  # kill PID, or a batch scheduler's time limit; a background sweep ignores SIGINT
+            os.kill(process.pid, signal.SIGTERM)
         stopped = time.time()
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert time.time() - stopped < 30, "a sweep stops after the runs' current env step, not at their end"
-    assert process.returncode == 130, err
+    assert process.returncode == (143 if target.startswith("SIGTERM") else 130), err
     assert "interrupted" in err and "run the same command again" in err
     assert "stopped SimpleDoorKey/hard/seed0" in out and "stopped SimpleDoorKey/hard/seed1" in out, (out, err)
     assert not (runs / "seed2").exists(), "no run starts after Ctrl-C"

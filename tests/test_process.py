@@ -1,5 +1,6 @@
 """utils.process: worker processes end with the process that started them (die_with_parent); Ctrl-C asks a
-run to stop, a second one aborts (stop_on_signals)."""
+run to stop, a second one aborts (stop_on_signals); SIGTERM can stop a
+process as Ctrl-C does (sigterm_as_ctrl_c)."""
 import os
 import signal
 import subprocess
@@ -75,3 +76,15 @@ def test_stop_on_signals_counts_its_own_ctrl_c_only():
         os.kill(os.getpid(), signal.SIGINT)
         assert cancelled.requested, "a stop requested elsewhere does not make this Ctrl-C a second one"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is restored"
+
+
+def test_sigterm_as_ctrl_c_raises_keyboard_interrupt_and_says_so():
+    from utils.process import sigterm_as_ctrl_c
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_ctrl_c() as received:
+            assert received == [], "nothing received yet"
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs between bytecodes; never reached
+    assert received == ["SIGTERM"], "the caller can tell SIGTERM (exit 143) from Ctrl-C (130)"
+    assert signal.getsignal(signal.SIGTERM) is before, "the previous handler is restored"

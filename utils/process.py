@@ -50,3 +50,28 @@ def stop_on_signals(stop):
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """While inside, SIGTERM raises KeyboardInterrupt, so ``kill PID`` (or a batch scheduler's time limit)
+    stops a process by the same graceful path as Ctrl-C. Yields a list that holds ``"SIGTERM"`` once one
+    arrived, for the exit code (143 rather than 130). Outside the main thread this does nothing.
+
+    A process started in the background by a non-interactive shell (``nohup ... &``) ignores SIGINT from
+    birth, so SIGTERM is the signal that reaches it.
+    """
+    received = []
+
+    def handler(_signum, _frame):
+        received.append("SIGTERM")
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
