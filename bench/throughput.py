@@ -108,8 +108,9 @@ def run(task: str, num_envs: int, num_steps: int, iterations: int, repeats: int,
         teacher: str, extra: dict | None = None) -> list[tuple[str, float]]:
     """Median env steps/s of each part; returns [(name, steps_per_second)]."""
     from utils.config import build_config
+    # No evaluation of any kind: the held-out final evaluation (200 episodes) took over half the bench's time
     common = {**(extra or {}), "num_envs": num_envs, "num_steps": num_steps, "eval_interval": 0,
-              "save_interval": 0, "log_interval": 10**9, "planner": planner}
+              "final_eval_episodes": 0, "save_interval": 0, "log_interval": 10**9, "planner": planner}
     on = build_config(task, {**common, "teacher": teacher, "n_itr": iterations + 1,
                              "distill_off_after": iterations + 1})
     off = build_config(task, {**common, "teacher": "none", "n_itr": iterations + 1})
