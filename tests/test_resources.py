@@ -24,7 +24,7 @@ from planners.teacher import PlanTeacher
 
 SENTENCE = "Agent sees <key>, holds <nothing>."
 COMMON = ["--task", "SimpleDoorKey", "--llm_samples", "2"]
-TRAIN = ["--num_envs", "2", "--num_steps", "16", "--n_itr", "1", "--eval_interval", "0"]
+TRAIN = ["--num_envs", "2", "--num_steps", "16", "--n_itr", "1", "--eval_interval", "0", "--final_eval_episodes", "2"]
 
 
 class StubClient:

@@ -17,7 +17,9 @@ from utils.checkpoint import CheckpointError, check_meta
 from utils.run_folder import FolderLock, RunFolderError, aside_path, inside, lock_path
 
 PROJECT = Path(__file__).resolve().parents[1]
-TINY = ["--n_itr", "1", "--num_envs", "2", "--num_steps", "8", "--eval_interval", "0", "--log_interval", "1"]
+# A run's 200-episode held-out evaluation is not what these tests check (it was over a third of the suite's time)
+TINY = ["--n_itr", "1", "--num_envs", "2", "--num_steps", "8", "--eval_interval", "0", "--log_interval", "1",
+        "--final_eval_episodes", "2"]
 
 
 def snapshot(folder: Path) -> dict:
@@ -221,7 +223,7 @@ def test_overwrite_deletes_the_old_run_right_after_the_first_checkpoint(tmp_path
 def test_kill_9_before_the_first_checkpoint_then_a_plain_rerun_starts_over(tmp_path, task, caplog):
     args = [sys.executable, str(PROJECT / "main.py"), "train", "--savedir", "run", "--logdir", str(tmp_path),
             "--n_itr", "1000", "--num_envs", "2", "--num_steps", "8", "--eval_interval", "0",
-            "--save_interval", "0", "--log_interval", "1"]
+            "--save_interval", "0", "--log_interval", "1", "--final_eval_episodes", "2"]
     process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 90
@@ -329,7 +331,8 @@ def test_sweep_runs_lock_their_folder_and_restart_one_killed_before_its_checkpoi
     from bench.sweep_plan import RunSpec
     from bench.sweep_runs import train_one
     spec = RunSpec("SimpleDoorKey", "ppo", 0, (("teacher", "none"), ("planner", "recorded"), ("n_itr", 1),
-                                               ("num_envs", 2), ("num_steps", 8), ("eval_interval", 0)))
+                                               ("num_envs", 2), ("num_steps", 8), ("eval_interval", 0),
+                                               ("final_eval_episodes", 2)))
     run_dir = task / "sw" / "ppo" / "seed0"
     run_dir.parent.mkdir(parents=True)
     with FolderLock(run_dir):
