@@ -238,10 +238,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"  aborted {spec.label}: it resumes from its last periodic checkpoint")
             return
         if row["status"] != "done":  # not indexed: the next sweep starts it, or resumes it from its checkpoint
-            if row["status"] == "interrupted" and spec.method == "sb3_ppo":
-                print(f"  stopped {spec.label}: an sb3_ppo run cannot resume, the next sweep starts it over")
-            elif row["status"] == "interrupted":
-                print(f"  stopped {spec.label}: its checkpoint is saved in {row['run_dir']}")
+            if row["status"] == "interrupted":
+                kept = ("an sb3_ppo run cannot resume, the next sweep starts it over" if spec.method == "sb3_ppo"
+                        else f"its checkpoint is saved in {row['run_dir']}")
+                print(f"  stopped {spec.label}: {kept}")
             return
         row["commit"] = commit  # a sweep may span several sessions (and commits)
         with index.open("a", newline="") as handle:

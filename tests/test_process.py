@@ -1,6 +1,6 @@
 """utils.process: worker processes end with the process that started them (die_with_parent); Ctrl-C asks a
-run to stop, a second one aborts (stop_on_signals); SIGTERM can stop a
-process as Ctrl-C does (sigterm_as_ctrl_c)."""
+run to stop, a second one aborts (stop_on_signals); SIGTERM can stop a process as Ctrl-C does
+(sigterm_as_ctrl_c)."""
 import os
 import signal
 import subprocess
