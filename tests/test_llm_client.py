@@ -15,8 +15,8 @@ from werkzeug import Request, Response
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import the project without installing it
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planners.llm.client import (ChatCompletionsClient, DroppedAnswer, LLMConfigError,  # noqa: E402
-                                 LLMServerError, LLMTransientError)
+from planners.llm.client import (ChatCompletionsClient, CompletionsClient, DroppedAnswer,  # noqa: E402
+                                 LLMConfigError, LLMServerError, LLMTransientError, build_client)
 from fake_llm import RawServer, chat_json, hang, trickle  # noqa: E402
 
 PATH = "/v1/chat/completions"
@@ -280,7 +280,7 @@ def test_replies_without_choices_are_a_clear_error(server):
     assert len(server.log) == 3  # the n=2 request, then two single requests
 
 
-def test_timeout_is_one_deadline_for_the_whole_question(own_server):
+def test_timeout_is_one_deadline_for_a_request_and_its_retries(own_server):
     server = own_server
 
     def handler(request: Request):
@@ -431,3 +431,94 @@ def test_declared_oversized_body_is_refused_before_reading(server):
         "x" * 200_000, status=200, content_type="application/json")
     answers = make_client(server, max_answer_chars=100).complete(MESSAGES, 1)
     assert len(answers) == 1 and isinstance(answers[0], DroppedAnswer)
+
+
+# --- a server that answers one request at a time (llama.cpp's) ---------------------------------------------
+
+def serial_handler(seconds):
+    """A handler that serves one request at a time, ``seconds`` each, and returns one choice whatever ``n``."""
+    lock = threading.Lock()
+
+    def handler(request: Request):
+        with lock:
+            time.sleep(seconds)
+            return chat_reply([PLAN_A])
+    return handler
+
+
+def test_the_deadline_is_per_request_so_a_serial_server_gives_more_samples_than_one_deadline_holds(own_server):
+    own_server.expect_request(PATH, method="POST").respond_with_handler(serial_handler(0.15))
+    client = make_client(own_server, timeout=0.7, max_concurrency=2)
+    start = time.monotonic()
+    assert client.complete(MESSAGES, 8) == [PLAN_A] * 8
+    assert time.monotonic() - start > 0.7 + 0.3, "8 serial answers of 0.15 s take longer than one deadline"
+    assert client.server_honours_n is False and client.requests_made == 8
+
+
+def test_a_hung_server_costs_one_deadline_per_question_however_many_single_requests(own_server):
+    with RawServer(hang) as server:
+        client = make_client(server.url, timeout=0.5, max_retries=5, max_concurrency=3)
+        client.server_honours_n = False  # as learnt from an earlier question: answers come one per request
+        start = time.monotonic()
+        with pytest.raises(LLMTransientError, match="within the 0.5s deadline of one request"):
+            client.complete(MESSAGES, 10)
+        assert time.monotonic() - start < 0.5 + 0.5
+    assert client.requests_made == 3, "requests not yet sent when the first one failed are skipped"
+
+
+def test_a_cap_given_to_complete_bounds_the_whole_question(own_server):
+    own_server.expect_request(PATH, method="POST").respond_with_handler(serial_handler(0.15))
+    client = make_client(own_server, timeout=5.0, max_concurrency=1)
+    start = time.monotonic()
+    with pytest.raises(LLMTransientError, match="deadline"):
+        client.complete(MESSAGES, 10, timeout=0.5)
+    assert time.monotonic() - start < 0.5 + 0.3
+
+
+def test_the_slow_server_message_names_the_settings_to_change(own_server):
+    own_server.expect_request(PATH, method="POST").respond_with_handler(serial_handler(0.5))
+    client = make_client(own_server, timeout=0.2, max_tokens=99)
+    with pytest.raises(LLMTransientError) as caught:
+        client.complete(MESSAGES, 1)
+    message = str(caught.value)
+    assert "--llm_timeout" in message and "--llm_max_concurrency" in message and "--llm_max_tokens, now 99" in message
+
+
+# --- the completions API ----------------------------------------------------------------------------------
+
+def completion_reply(texts):
+    body = {"id": "cmpl-test", "object": "text_completion", "model": "fake",
+            "choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)]}
+    return Response(json.dumps(body), content_type="application/json")
+
+
+def test_completions_client_posts_prompt_and_stop_and_reads_text(server):
+    server.expect_request("/v1/completions", method="POST").respond_with_handler(
+        lambda request: completion_reply(["go to <key>, pick up <key>"] * request.json["n"]))
+    client = CompletionsClient(f"http://127.0.0.1:{server.port}/v1", model="base", stop=("}", "\n"), timeout=5,
+                               max_tokens=48)
+    assert client.url.endswith("/v1/completions")
+    assert client.complete("Observation: x\nAction: {", 3) == ["go to <key>, pick up <key>"] * 3
+    body = bodies(server)[0]
+    assert body["prompt"] == "Observation: x\nAction: {" and body["stop"] == ["}", "\n"]
+    assert body["n"] == 3 and body["max_tokens"] == 48 and body["model"] == "base" and "messages" not in body
+
+
+def test_a_chat_reply_to_a_completions_request_is_a_configuration_error_naming_the_api(server):
+    server.expect_request("/v1/completions", method="POST").respond_with_data('{"detail": "Not Found"}', status=404)
+    client = build_client("completions", f"http://127.0.0.1:{server.port}", "base", timeout=5)
+    with pytest.raises(LLMConfigError, match="HTTP 404"):
+        client.complete("prompt", 1)
+    server.clear()
+    server.expect_request("/v1/completions", method="POST").respond_with_handler(
+        lambda request: chat_reply([PLAN_A]))
+    with pytest.raises(LLMConfigError, match="--llm_api completions"):
+        client.complete("prompt", 1)
+
+
+def test_build_client_knows_both_apis_and_refuses_others():
+    assert isinstance(build_client("chat", "http://127.0.0.1:1", "m"), ChatCompletionsClient)
+    assert build_client("completions", "http://127.0.0.1:1/v1/completions", "m").url == \
+        "http://127.0.0.1:1/v1/completions"
+    with pytest.raises(ValueError, match="chat or completions"):
+        build_client("edits", "http://127.0.0.1:1", "m")

@@ -177,6 +177,13 @@ class LLMSettings:
     url: str = setting("http://localhost:8000", "--planner llm: server root speaking the OpenAI chat-completions "
                                                 "format (FastChat, vLLM, Ollama, llama.cpp, utils.chatglm_api)")
     model: str = setting("vicuna-33b-v1.3", "--planner llm: model name sent to the server")
+    api: str = setting("chat", "--planner llm: chat = /v1/chat/completions with the task prompt as the system "
+                               "message (chat models, as in the paper); completions = /v1/completions with a "
+                               "few-shot text prompt continued after 'Action: {' (base models)",
+                       choices=("chat", "completions"))
+    max_tokens: int = setting(0, "--planner llm: longest answer the server may generate, in tokens (0 = the API's "
+                                 "default: 256 for chat, 48 for completions, whose answer is one plan)",
+                              min=0, max=100000)
     temperature: float = setting(0.7, "--planner llm: sampling temperature", min=0, max=10)
     samples: int = setting(10, "--planner llm: answers asked per new sentence (the paper asks 10); their plan "
                                "frequencies are the plan probabilities", min=1, max=1000)

@@ -1,16 +1,29 @@
-"""HTTP client for any server that speaks the OpenAI chat-completions format.
+"""HTTP clients for servers that speak the OpenAI format: chat completions and (text) completions.
+
+:class:`ChatCompletionsClient` posts chat messages to ``/v1/chat/completions`` (chat models, as in the
+paper); :class:`CompletionsClient` posts a text prompt to ``/v1/completions`` with stop sequences (base
+models prompted with worked examples).  Everything else is shared.
 
 The LLM teacher needs ``n`` sampled answers per question.  Servers differ in
 whether they honour the ``n`` request field (vLLM and OpenAI do, many
-proxies and llama.cpp-style servers silently return one choice), so
-:class:`ChatCompletionsClient` asks for ``n`` once, notices when fewer
-choices come back, and from then on fetches the answers with concurrent
-single-answer requests.
+proxies and llama.cpp's server silently return one choice), so the client
+asks for ``n`` once, notices when fewer choices come back, and from then on
+fetches the answers with concurrent single-answer requests
+(``max_concurrency`` in flight).
 
-One question (:meth:`ChatCompletionsClient.complete`) has one deadline,
-``timeout`` seconds, that covers everything it does: connecting, sending,
-every read, retries and the waits between them (see
-:mod:`planners.llm.transport`).  Failures come in two kinds:
+Every HTTP request has one deadline, ``timeout`` seconds from when it is
+sent, that covers everything it does: connecting, sending, every read, its
+retries and the waits between them (see :mod:`planners.llm.transport`).
+The deadline is per request, not per question, because a server that
+answers one request at a time (llama.cpp's) takes ``n`` times as long for
+``n`` single answers: a per-question deadline would turn a slow but working
+server into an outage as soon as ``n`` grows.  A request waits for the
+others in flight on such a server, so ``timeout`` must allow for
+``max_concurrency`` answers.  Once one request of a question fails, the
+question's remaining requests are not sent, so a server that hangs costs
+one ``timeout`` per question whatever ``n`` is.  A caller may also cap the
+whole question (``complete(..., timeout=)``: the outage budget does).
+Failures come in two kinds:
 
 * :class:`LLMTransientError` - timeouts, HTTP 408/429/5xx, refused or broken
   connections.  Retried with exponential backoff (``Retry-After`` honoured up
@@ -41,13 +54,16 @@ from concurrent.futures import ThreadPoolExecutor
 from planners.llm.transport import (BadURL, BodyTooLarge, ConnectFailed, ConnectionLost, DeadlineExceeded,
                                     Reply, exchange, split_url)
 
-__all__ = ["ChatCompletionsClient", "LLMServerError", "LLMConfigError", "LLMTransientError", "DroppedAnswer",
+__all__ = ["ChatCompletionsClient", "CompletionsClient", "build_client", "API_DEFAULT_MAX_TOKENS", "LLMServerError", "LLMConfigError", "LLMTransientError", "DroppedAnswer",
            "DEFAULT_API_KEY_ENV", "DEFAULT_MAX_ANSWER_CHARS"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "LLM4TEACH_API_KEY"
 DEFAULT_MAX_ANSWER_CHARS = 4000
+# Answer length when --llm_max_tokens is 0: a chat answer may reason before its plan (the prompt asks it to think
+# briefly); a completion is the plan alone, cut by the stop sequences.
+API_DEFAULT_MAX_TOKENS = {"chat": 256, "completions": 48}
 # Servers that reject n > 1 outright (instead of ignoring it) answer with one of these.
 _N_REJECTED_STATUSES = frozenset({400, 422})
 # A refused connection means nothing is listening; waiting longer rarely helps.
@@ -106,13 +122,13 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _endpoint(base_url: str) -> str:
-    """Return the chat-completions URL for ``base_url`` given with or without ``/v1``."""
+def _endpoint(base_url: str, path: str) -> str:
+    """Return the URL of ``/v1/<path>`` for ``base_url`` given with or without ``/v1`` (or a full endpoint)."""
     base = base_url.strip().rstrip("/")
-    for suffix in ("/chat/completions", "/v1"):
+    for suffix in ("/chat/completions", "/completions", "/v1"):
         if base.endswith(suffix):
             base = base[: -len(suffix)].rstrip("/")
-    return base + "/v1/chat/completions"
+    return f"{base}/v1/{path}"
 
 
 def _error_message(reply: Reply) -> str:
@@ -140,14 +156,17 @@ def _named_key_variable(message: str) -> str | None:
     return None
 
 
-class ChatCompletionsClient:
-    """Thread-safe client for ``POST {base_url}/v1/chat/completions``.
+class _OpenAIClient:
+    """What both APIs share: retries, deadlines, the ``n`` detection, size caps and the API key.
+
+    Subclasses say where to post (``path``), how a question becomes a request body (:meth:`_body`) and
+    where a choice's text is (:meth:`_choice_text`).
 
     Args:
         base_url: server root, with or without a trailing ``/v1``.
         model: model name sent in every request.
         temperature: sampling temperature.
-        timeout: deadline in seconds for one question: connect, all reads, retries and waits
+        timeout: deadline in seconds for one request: connect, all reads, its retries and waits
             (the connect step alone is capped at 10 s).
         max_retries: retries after the first attempt for 408/429/5xx/timeouts/dropped connections
             (refused connections get at most 2 short retries); the deadline may cut them short.
@@ -162,6 +181,10 @@ class ChatCompletionsClient:
     Raises:
         LLMConfigError: ``base_url`` is not a usable http(s) URL.
     """
+
+    api = ""
+    path = ""
+    form = ""  # the reply format, in error messages
 
     def __init__(
         self,
@@ -180,7 +203,7 @@ class ChatCompletionsClient:
         if max_retries < 0 or max_concurrency < 1 or not timeout > 0 or max_answer_chars < 1:
             raise ValueError("need max_retries >= 0, max_concurrency >= 1, timeout > 0 and max_answer_chars >= 1")
         self.base_url = base_url
-        self.url = _endpoint(base_url)
+        self.url = _endpoint(base_url, self.path)
         try:
             split_url(self.url)
         except BadURL as exc:
@@ -204,11 +227,12 @@ class ChatCompletionsClient:
         self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"ChatCompletionsClient(url={self.url!r}, model={self.model!r})"
+        return f"{type(self).__name__}(url={self.url!r}, model={self.model!r})"
 
     def settings(self) -> dict:
         """Return the non-secret settings as a JSON-able dict (for config.json)."""
         return {
+            "api": self.api,
             "base_url": self.base_url,
             "url": self.url,
             "model": self.model,
@@ -227,7 +251,7 @@ class ChatCompletionsClient:
     def close(self) -> None:
         """Nothing to release: every request uses its own connection, closed when it ends."""
 
-    def __enter__(self) -> "ChatCompletionsClient":
+    def __enter__(self) -> "_OpenAIClient":
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -235,9 +259,10 @@ class ChatCompletionsClient:
 
     # ------------------------------------------------------------------ public
 
-    def complete(self, messages: list[dict], n: int, timeout: float | None = None) -> list[str]:
-        """Return ``n`` answer texts for the chat ``messages`` within ``timeout`` seconds (default: the client's).
+    def complete(self, query, n: int, timeout: float | None = None) -> list[str]:
+        """Return ``n`` answer texts for ``query`` (chat messages or a prompt text, by the API).
 
+        Each request gets the client's ``timeout``; ``timeout`` given here caps the whole question too.
         Answers over ``max_answer_chars`` come back as :class:`DroppedAnswer` notes.
 
         Raises:
@@ -246,28 +271,33 @@ class ChatCompletionsClient:
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        budget = self.timeout if timeout is None else min(float(timeout), self.timeout)
-        deadline = time.monotonic() + budget
+        cap = None if timeout is None else time.monotonic() + float(timeout)
         answers: list[str] = []
         if n == 1 or self.server_honours_n is not False:
-            answers = self._ask_with_n(messages, n, deadline, budget)
+            answers = self._ask_with_n(query, n, cap)
         missing = n - len(answers)
         if missing > 0:
-            answers += self._ask_singly(messages, missing, deadline, budget)
+            answers += self._ask_singly(query, missing, cap)
         if len(answers) < n:
             raise self._fail(
                 LLMConfigError,
                 f"replies carried {len(answers)} of {n} requested answers (empty 'choices')",
-                f"check that the server really serves chat completions for --llm_model {self.model!r}",
+                f"check that the server really serves {self.form} for --llm_model {self.model!r}",
             )
         return answers[:n]
 
     # ----------------------------------------------------------------- helpers
 
-    def _ask_with_n(self, messages: list[dict], n: int, deadline: float, budget: float) -> list[str]:
+    def _deadline(self, cap: float | None) -> tuple[float, float]:
+        """(deadline, its length in seconds) of a request sent now: the client's timeout, within ``cap``."""
+        now = time.monotonic()
+        deadline = now + self.timeout if cap is None else min(now + self.timeout, cap)
+        return deadline, max(deadline - now, 0.0)
+
+    def _ask_with_n(self, query, n: int, cap: float | None) -> list[str]:
         """One request asking for ``n`` choices; learns whether ``n`` is honoured."""
         try:
-            answers = self._post(messages, n, deadline, budget)
+            answers = self._post(query, n, *self._deadline(cap))
         except _NRejected:
             log.info("%s rejected n=%d; asking for answers one at a time", self.url, n)
             self.server_honours_n = False
@@ -280,13 +310,30 @@ class ChatCompletionsClient:
             self.server_honours_n = True
         return answers
 
-    def _ask_singly(self, messages: list[dict], count: int, deadline: float, budget: float) -> list[str]:
-        """Get ``count`` answers with concurrent single-answer requests sharing one deadline."""
+    def _ask_singly(self, query, count: int, cap: float | None) -> list[str]:
+        """Get ``count`` answers with concurrent single-answer requests, each with its own deadline.
+
+        Once one request fails, the ones not yet sent are skipped and its error is raised.
+        """
+        failed = threading.Event()
+
+        def one() -> list[str]:
+            if failed.is_set():
+                return []
+            try:
+                return self._post(query, 1, *self._deadline(cap))
+            except BaseException:
+                failed.set()
+                raise
+
         workers = min(self.max_concurrency, count)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-            results = list(pool.map(lambda _: self._post(messages, 1, deadline, budget), range(count)))
+            futures = [pool.submit(one) for _ in range(count)]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
         # A server may hand out more than one choice even when asked for one.
-        return [answer for batch in results for answer in batch][:count]
+        return [answer for future in futures for answer in future.result()][:count]
 
     def _headers(self) -> dict:
         key = self._api_key.reveal()
@@ -313,15 +360,16 @@ class ChatCompletionsClient:
     def _max_body(self, n: int) -> int:
         return n * (self.max_answer_chars * _BYTES_PER_CHAR + _CHOICE_SLACK) + _REPLY_SLACK
 
-    def _post(self, messages: list[dict], n: int, deadline: float, budget: float) -> list[str]:
+    def _body(self, query, n: int) -> dict:
+        raise NotImplementedError
+
+    def _choice_text(self, choice: dict):
+        raise NotImplementedError
+
+    def _post(self, query, n: int, deadline: float, budget: float) -> list[str]:
         """POST one request (with retries, within ``deadline``) and return the answer texts it carried."""
-        body = json.dumps({
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "n": n,
-            "max_tokens": self.max_tokens,
-        }).encode("utf-8")
+        body = json.dumps({"model": self.model, **self._body(query, n), "temperature": self.temperature, "n": n,
+                           "max_tokens": self.max_tokens}).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self._headers()}
         check_server = (
             f"check that the server is running, that --llm_url is right "
@@ -340,11 +388,9 @@ class ChatCompletionsClient:
                 log.warning("%s: %s; the %d answers count as invalid", self.url, exc, n)
                 return [self._dropped(None) for _ in range(n)]
             except DeadlineExceeded:
-                raise self._fail(
-                    LLMTransientError,
-                    f"no complete answer within the {budget:g}s deadline ({attempt} retries)",
-                    "check that the server is not overloaded or raise --llm_timeout; " + check_server,
-                ) from None
+                raise self._fail(LLMTransientError,
+                                 f"no complete answer within the {budget:g}s deadline of one request ({attempt} "
+                                 f"retries)", self._slow_hint() + "; " + check_server) from None
             except ConnectFailed as exc:
                 connect_failures += 1
                 problem = str(exc)
@@ -375,10 +421,17 @@ class ChatCompletionsClient:
             if time.monotonic() + delay >= deadline:
                 raise self._fail(LLMTransientError,
                                  f"{problem}, and the {budget:g}s deadline leaves no time for retry {attempt + 1}",
-                                 "check that the server is not overloaded or raise --llm_timeout; " + check_server)
+                                 self._slow_hint() + "; " + check_server)
             log.warning("%s: %s, retrying in %.2fs", self.url, problem, delay)
             attempt += 1
             time.sleep(delay)
+
+    def _slow_hint(self) -> str:
+        """What to change for a server too slow for the deadline (a server answering one request at a time
+        makes each request wait for the others in flight)."""
+        return (f"a slow server needs a larger --llm_timeout (now {self.timeout:g}s per request; one that answers "
+                f"one request at a time needs the time of --llm_max_concurrency {self.max_concurrency} answers), "
+                f"or shorter answers (--llm_max_tokens, now {self.max_tokens})")
 
     def _hint_for(self, status: int, reply: Reply) -> str:
         """What to fix for a configuration error ``status``: the setting or variable to look at."""
@@ -404,17 +457,69 @@ class ChatCompletionsClient:
         return DroppedAnswer(f"[answer {size}dropped: over the {self.max_answer_chars:,}-character limit]")
 
     def _parse(self, reply: Reply, n: int, check_server: str) -> list[str]:
-        """Return the message contents of a chat-completions reply (oversized ones dropped)."""
+        """Return the answer texts of a reply (oversized ones dropped)."""
         try:
             choices = json.loads(reply.body)["choices"]
-            texts = [_content((choice.get("message") or {}).get("content")) for choice in choices]
+            texts = [_content(self._choice_text(choice)) for choice in choices]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise self._fail(
                 LLMConfigError,
-                f"reply is not in chat-completions format ({_one_line(reply.text(), 120)})",
-                "check that --llm_url points at an OpenAI-compatible server; " + check_server,
+                f"reply is not in {self.form} format ({_one_line(reply.text(), 120)})",
+                "check that --llm_url points at an OpenAI-compatible server and that --llm_api "
+                f"{self.api} is an API it serves; " + check_server,
             ) from None
         return [self._dropped(len(text)) if len(text) > self.max_answer_chars else text for text in texts]
+
+
+class ChatCompletionsClient(_OpenAIClient):
+    """Thread-safe client for ``POST {base_url}/v1/chat/completions``: ``complete(messages, n)``.
+
+    Takes the arguments of :class:`_OpenAIClient`.
+    """
+
+    api = "chat"
+    path = "chat/completions"
+    form = "chat-completions"
+
+    def _body(self, messages: list[dict], n: int) -> dict:
+        return {"messages": messages}
+
+    def _choice_text(self, choice: dict):
+        return (choice.get("message") or {}).get("content")
+
+
+class CompletionsClient(_OpenAIClient):
+    """Thread-safe client for ``POST {base_url}/v1/completions``: ``complete(prompt_text, n)``.
+
+    Generation ends at any of ``stop`` (the server leaves the stop text out of the answer). Takes the other
+    arguments of :class:`_OpenAIClient`.
+    """
+
+    api = "completions"
+    path = "completions"
+    form = "completions"
+
+    def __init__(self, base_url: str, model: str, stop: tuple[str, ...] = (), **settings):
+        super().__init__(base_url, model, **settings)
+        self.stop = tuple(stop)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "stop": list(self.stop)}
+
+    def _body(self, prompt: str, n: int) -> dict:
+        return {"prompt": prompt, **({"stop": list(self.stop)} if self.stop else {})}
+
+    def _choice_text(self, choice: dict):
+        return choice["text"]  # a choice without it (say, a chat reply) is a reply in the wrong format
+
+
+def build_client(api: str, base_url: str, model: str, stop: tuple[str, ...] = (), **settings) -> _OpenAIClient:
+    """The client of ``api`` ("chat" or "completions"); ``stop`` is for completions only."""
+    if api == "chat":
+        return ChatCompletionsClient(base_url, model, **settings)
+    if api == "completions":
+        return CompletionsClient(base_url, model, stop=stop, **settings)
+    raise ValueError(f"unknown LLM API {api!r}; choose chat or completions")
 
 
 def _content(content) -> str:
