@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from bench.sweep_plan import (BASELINES, METHODS, RunSpec, SweepPlan, load_plan_file, make_specs, method_settings,
-                              parse_settings, sweep_dir, task_name, task_root)
+                              parse_settings, run_values, sweep_dir, task_name, task_root)
 from bench.sweep_runs import run_local, run_ray
 from utils.process import sigterm_as_ctrl_c
 
@@ -71,32 +71,31 @@ def measure_teachers(plan: SweepPlan, logdir: str, name: str, llm_url: str | Non
         writer = csv.DictWriter(handle, TEACHER_FIELDS)
         if new_file:
             writer.writeheader()
-        for task in plan.tasks:
-            for method in teacher_methods(plan.methods):
-                values = {**plan.settings, **method_settings(method), **plan.method_settings.get(method, {}),
-                          **({"llm_url": llm_url} if method == "llm" else {})}
-                config = build_config(task, values)
-                for seed in plan.seeds:
-                    if (task, method, seed, plan.teacher_episodes) in done:
-                        continue
-                    teacher = build_teacher(config, plan.teacher_episodes, seed)
-                    policy = TeacherPolicy(teacher, config.eval.eval_deterministic, seed)
-                    try:
-                        summary = heldout_evaluation(task, policy, plan.teacher_episodes,
-                                                     deterministic=config.eval.eval_deterministic)
-                    finally:
-                        teacher.close()
-                    interval = summary["interval"]
-                    writer.writerow({"task": task, "method": method, "seed": seed, "teacher": teacher.mode,
-                                     "planner": config.teacher.planner, "skills": config.teacher.skills,
-                                     "hard_sampling": config.teacher.hard_sampling if teacher.mode == "hard" else "",
-                                     "episodes": summary["episodes"], "successes": summary["successes"],
-                                     "success_rate": f"{summary['success_rate']:.4f}", "interval": interval["kind"],
-                                     "low": f"{interval['low']:.4f}", "high": f"{interval['high']:.4f}",
-                                     "mean_return": f"{summary['mean_return']:.4f}",
-                                     "mean_length": f"{summary['mean_length']:.2f}", "env_seeds": summary["env_seeds"],
-                                     "commit": commit})
-                    handle.flush()
+        for task, method, seeds, _ in plan.groups():
+            if method in BASELINES:
+                continue
+            config = build_config(task, run_values(plan, method, llm_url))
+            for seed in seeds:
+                if (task, method, seed, plan.teacher_episodes) in done:
+                    continue
+                teacher = build_teacher(config, plan.teacher_episodes, seed)
+                policy = TeacherPolicy(teacher, config.eval.eval_deterministic, seed)
+                try:
+                    summary = heldout_evaluation(task, policy, plan.teacher_episodes,
+                                                 deterministic=config.eval.eval_deterministic)
+                finally:
+                    teacher.close()
+                interval = summary["interval"]
+                writer.writerow({"task": task, "method": method, "seed": seed, "teacher": teacher.mode,
+                                 "planner": config.teacher.planner, "skills": config.teacher.skills,
+                                 "hard_sampling": config.teacher.hard_sampling if teacher.mode == "hard" else "",
+                                 "episodes": summary["episodes"], "successes": summary["successes"],
+                                 "success_rate": f"{summary['success_rate']:.4f}", "interval": interval["kind"],
+                                 "low": f"{interval['low']:.4f}", "high": f"{interval['high']:.4f}",
+                                 "mean_return": f"{summary['mean_return']:.4f}",
+                                 "mean_length": f"{summary['mean_length']:.2f}", "env_seeds": summary["env_seeds"],
+                                 "commit": commit})
+                handle.flush()
     return path
 
 
@@ -121,8 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--tasks/--methods/--seeds then select a part of it")
     parser.add_argument("--tasks", nargs="+", default=None, help="tasks to run (default: SimpleDoorKey)")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help=f"methods (default: ppo hard soft oracle): {', '.join(METHODS)} (llm needs --llm_url; "
-                             f"sb3_ppo needs requirements-sb3.txt)")
+                        help=f"methods (default: ppo hard soft oracle): {', '.join(METHODS)} (llm, gemma_hard and "
+                             f"gemma_soft need --llm_url; sb3_ppo needs requirements-sb3.txt); with --config, a "
+                             f"method of the file's cells keeps its cells")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default: 0 1 2)")
     parser.add_argument("--total_steps", type=int, default=None,
                         help="env-step budget of every run (default 100000; not with --config)")
@@ -137,7 +137,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 200; 0 = skip)")
     parser.add_argument("--teachers_only", action="store_true",
                         help="only measure the teachers alone (teacher_heldout.csv), train nothing")
-    parser.add_argument("--llm_url", default=None, help="server for method llm")
+    parser.add_argument("--llm_url", default=None,
+                        help="server for the live-LLM methods (llm, gemma_hard, gemma_soft)")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="print every run the sweep would start, with its budget, and stop: nothing is "
+                             "trained or written")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra settings for every run, e.g. --set eval_interval=2 num_eval=64")
 
@@ -154,9 +158,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
             missing = [t for t in args.tasks if t not in plan.budgets]
             if missing:
                 raise ValueError(f"task(s) {', '.join(missing)} have no budget in {args.config}")
-            plan.tasks = list(args.tasks)
-        plan.methods = list(args.methods or plan.methods)
-        plan.seeds = list(args.seeds if args.seeds is not None else plan.seeds)
+        plan.narrow(args.tasks or None, args.methods or None, args.seeds)
         plan.settings.update(extra)
     else:
         name = None
@@ -169,9 +171,22 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
         plan.teacher_episodes = args.teacher_episodes
     if min(plan.budgets.values()) <= 0 or args.workers <= 0 or plan.teacher_episodes < 0:
         raise ValueError("budgets (--total_steps) and --workers must be positive, --teacher_episodes >= 0")
-    for method in plan.methods:
+    for _, method, _, _ in plan.groups():
         method_settings(method)  # unknown methods fail here
     return args.name or name or "sweep", plan
+
+
+def plan_record(args: argparse.Namespace, plan: SweepPlan, commit: str) -> dict:
+    """What this invocation ran the sweep file with, for the report's deviations: the file's sha256, the
+    settings added with --set, a --teacher_episodes override, and methods the file does not name."""
+    import hashlib
+    if not args.config:
+        return {}
+    _, registered = load_plan_file(args.config)
+    named = set(registered.methods) | {c.method for c in registered.cells}
+    return {"config_file": args.config, "config_sha256": hashlib.sha256(Path(args.config).read_bytes()).hexdigest(),
+            "set": list(args.set), "teacher_episodes": args.teacher_episodes,
+            "extra_methods": sorted({m for _, m, _, _ in plan.groups()} - named), "commit": commit}
 
 
 def finished_runs(index: Path) -> dict:
@@ -199,6 +214,11 @@ def main(args: argparse.Namespace) -> int:
     from utils.run_folder import check_writable, inside
     name, plan = plan_from_args(args)
     specs = [] if args.teachers_only else make_specs(plan, args.llm_url)
+    if args.dry_run:
+        print(f"sweep '{name}' would run {len(specs)} runs (nothing is trained or written):")
+        for spec in specs:
+            print(f"  {spec.label}: {dict(spec.overrides)['total_steps']:,} env steps")
+        return 0
     for spec in specs:  # refuse bad settings and folders outside <logdir>/ppo/<task>/ before starting anything
         build_config(spec.task, dict(spec.overrides))
         inside(task_root(args.logdir, spec.task), f"{name}/{spec.method}/seed{spec.seed}", "--name")
@@ -211,15 +231,15 @@ def main(args: argparse.Namespace) -> int:
             check_unchanged(spec, finished[(spec.task, spec.method, spec.seed)])
     index_dir.mkdir(parents=True, exist_ok=True)
     commit = git_commit()
-    earlier = json.loads((index_dir / "sweep.json").read_text()).get("commits", []) \
-        if (index_dir / "sweep.json").exists() else []
+    saved = json.loads((index_dir / "sweep.json").read_text()) if (index_dir / "sweep.json").exists() else {}
+    earlier, history = saved.get("commits", []), saved.get("plan_history", [])
+    record = plan_record(args, plan, commit)
+    if record and not any({**r, "commit": ""} == {**record, "commit": ""} for r in history):
+        history = history + [record]  # each distinct way the sweep file was run, first seen at that commit
     (index_dir / "sweep.json").write_text(json.dumps(
-        {"tasks": plan.tasks, "methods": plan.methods, "seeds": plan.seeds, "budgets": plan.budgets,
-         "baseline_factor": plan.baseline_factor, "eval_every_steps": plan.eval_every_steps,
-         "teacher_episodes": plan.teacher_episodes, "settings": plan.settings,
-         "method_settings": plan.method_settings, "config_file": args.config, "commit": commit,
+        {**plan.to_json(), "config_file": args.config, "commit": commit,
          "commits": earlier + [commit] if commit not in earlier else earlier,  # every commit that ran a part
-         "ray_address": args.ray_address, "machine": _machine()}, indent=2))
+         "plan_history": history, "ray_address": args.ray_address, "machine": _machine()}, indent=2))
     todo = [s for s in specs if (s.task, s.method, s.seed) not in finished]
     print(f"sweep '{name}': {len(specs)} runs, {len(specs) - len(todo)} already done, index {index}")
     if not index.exists():
@@ -255,7 +275,7 @@ def main(args: argparse.Namespace) -> int:
                 run_ray(todo, args.logdir, name, args.ray_address, on_done)
             elif todo:
                 run_local(todo, args.logdir, name, args.workers, on_done)
-            if plan.teacher_episodes and teacher_methods(plan.methods):
+            if plan.teacher_episodes and teacher_methods(m for _, m, _, _ in plan.groups()):
                 print(f"teacher alone: {measure_teachers(plan, args.logdir, name, args.llm_url)}")
         except KeyboardInterrupt:
             print(f"sweep '{name}' interrupted: finished runs are in {index}; run the same command again to "

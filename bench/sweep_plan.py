@@ -2,7 +2,7 @@
 read from a sweep file or the flags, and where each run's folder goes. :mod:`bench.sweep` runs it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PAPER_TEACHER = {"planner": "recorded", "skills": "paper"}  # the published teacher's skills
@@ -19,6 +19,13 @@ METHODS = {  # method -> the settings that define it (everything else comes from
     "oracle": {"teacher": "hard", "planner": "oracle", "skills": "safe", "hard_sampling": "step"},
     "adversarial": {"teacher": "hard", "planner": "adversarial", "skills": "safe", "hard_sampling": "step"},
     "llm": {"teacher": "soft", "planner": "llm", "skills": "paper"},
+    "gemma_hard": {"teacher": "hard", "planner": "llm", "llm_api": "completions", "llm_model": "gemma-3-270m",
+                   "skills": "paper", "hard_sampling": "step"},
+    "gemma_soft": {"teacher": "soft", "planner": "llm", "llm_api": "completions", "llm_model": "gemma-3-270m",
+                   "skills": "paper"},
+    # Baselines of their own, for a sweep file's cells (a method or its settings differ from ppo's):
+    "ppo_task": {"teacher": "none"},  # no method_settings entry: the task config's own lr and ent_coef
+    "ppo_long": {"teacher": "none"},  # ppo's settings (the sweep file says so), a longer budget
 }
 METHOD_NOTES = {
     "ppo": "our PPO, no teacher",
@@ -32,8 +39,19 @@ METHOD_NOTES = {
     "oracle": "scripted correct plans, safe skills (a control)",
     "adversarial": "scripted wrong plans, safe skills (a control)",
     "llm": "live LLM plans (needs --llm_url), paper skills, soft",
+    "gemma_hard": "live Gemma-3-270M (llama.cpp server, completions API), paper skills, hard",
+    "gemma_soft": "live Gemma-3-270M (llama.cpp server, completions API), paper skills, soft",
+    "ppo_task": "our PPO, no teacher, with the task config's own lr and entropy (not the sweep's PPO settings)",
+    "ppo_long": "our PPO, no teacher, the sweep's PPO settings, a longer budget (a long baseline)",
 }
-BASELINES = ("ppo", "sb3_ppo")  # methods without a teacher: their budget is the baseline budget
+BASELINES = ("ppo", "sb3_ppo", "ppo_task", "ppo_long")  # no teacher: the baseline budget, nothing measured alone
+
+
+def needs_llm(method: str) -> bool:
+    """Whether ``method``'s teacher asks a live LLM server (the sweep's --llm_url)."""
+    return METHODS.get(method, {}).get("planner") == "llm"
+
+
 def method_settings(method: str) -> dict:
     """The run settings that define ``method``."""
     if method not in METHODS:
@@ -70,13 +88,26 @@ def run_dir_for(logdir: str, name: str, spec: RunSpec) -> Path:
     return task_root(logdir, spec.task) / name / spec.method / f"seed{spec.seed}"
 
 
+@dataclass(frozen=True)
+class Cell:
+    """Runs of one method on some of the sweep's tasks and seeds, beside tasks x methods x seeds (a sweep
+    file's ``cells``): e.g. a baseline run on one task only, or with a longer budget."""
+
+    method: str
+    tasks: tuple
+    seeds: tuple
+    budget_factor: float | None = None  # times the task's budget; None: the plan's rule for the method
+
+
 @dataclass
 class SweepPlan:
-    """What a sweep runs: tasks x methods x seeds, each run's budget, and settings shared by all runs.
+    """What a sweep runs: tasks x methods x seeds, then each of ``cells``; each run's budget, and settings
+    shared by all runs.
 
     Budget rule: a run of a teacher-guided method gets its task's ``budgets`` entry; a baseline (no teacher:
-    :data:`BASELINES`) gets ``baseline_factor`` times it. Evaluation rule: with ``eval_every_steps`` every
-    run evaluates every that many env steps (it must be a multiple of each run's steps per iteration).
+    :data:`BASELINES`) gets ``baseline_factor`` times it; a cell with a ``budget_factor`` gets that many times
+    it. Evaluation rule: with ``eval_every_steps`` every run evaluates every that many env steps (it must be
+    a multiple of each run's steps per iteration).
     """
 
     tasks: list
@@ -88,14 +119,52 @@ class SweepPlan:
     teacher_episodes: int = 200
     settings: dict = field(default_factory=dict)  # every run
     method_settings: dict = field(default_factory=dict)  # method -> settings of that method's runs
+    cells: list = field(default_factory=list)  # Cell: runs beside tasks x methods x seeds
 
-    def budget(self, task: str, method: str) -> int:
-        base = self.budgets[task]
-        return int(round(base * self.baseline_factor)) if method in BASELINES else int(base)
+    def budget(self, task: str, method: str, factor: float | None = None) -> int:
+        if factor is None:
+            factor = self.baseline_factor if method in BASELINES else 1.0
+        return int(round(self.budgets[task] * factor))
+
+    def groups(self) -> list[tuple[str, str, list, int]]:
+        """(task, method, seeds, budget) of every cell it runs: tasks x methods, then ``cells`` (their tasks
+        and seeds as far as the plan's tasks have budgets and the plan keeps them)."""
+        groups = [(task, method, list(self.seeds), self.budget(task, method))
+                  for task in self.tasks for method in self.methods]
+        for cell in self.cells:
+            groups += [(task, cell.method, list(cell.seeds), self.budget(task, cell.method, cell.budget_factor))
+                       for task in self.tasks if task in cell.tasks and cell.seeds]
+        return groups
+
+    def narrow(self, tasks: list | None = None, methods: list | None = None, seeds: list | None = None) -> None:
+        """Keep a part of the plan: these tasks, methods (a cell's method keeps that cell; a method the plan
+        does not name is added to its methods) and seeds (a cell keeps those of its own)."""
+        if tasks is not None:
+            self.tasks = list(tasks)
+        if methods is not None:
+            cell_methods = {c.method for c in self.cells}
+            self.methods = [m for m in methods if m not in cell_methods]
+            self.cells = [c for c in self.cells if c.method in methods]
+        if seeds is not None:
+            self.seeds = list(seeds)
+            self.cells = [Cell(c.method, c.tasks, tuple(s for s in c.seeds if s in seeds), c.budget_factor)
+                          for c in self.cells]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SweepPlan":
+        """The plan a sweep.json holds (as :meth:`to_json` wrote it; keys it lacks take their defaults)."""
+        names = set(cls.__dataclass_fields__) - {"cells"}
+        cells = [Cell(c["method"], tuple(c["tasks"]), tuple(c["seeds"]), c.get("budget_factor"))
+                 for c in data.get("cells") or []]
+        return cls(**{k: v for k, v in data.items() if k in names}, cells=cells)
 
 
 PLAN_KEYS = {"name", "tasks", "methods", "seeds", "baseline_factor", "eval_every_steps", "teacher_episodes",
-             "settings", "method_settings"}
+             "settings", "method_settings", "cells"}
+CELL_KEYS = {"method", "tasks", "seeds", "budget_factor"}
 
 
 def load_plan_file(path: str) -> tuple[str | None, SweepPlan]:
@@ -133,7 +202,39 @@ def load_plan_file(path: str) -> tuple[str | None, SweepPlan]:
                      eval_every_steps=None if every is None else _whole(path, "eval_every_steps", every, 1),
                      teacher_episodes=_whole(path, "teacher_episodes", data.get("teacher_episodes", 200), 0),
                      settings=dict(data.get("settings") or {}), method_settings=dict(data.get("method_settings") or {}))
+    plan.cells = [_cell(path, entry, plan) for entry in data.get("cells") or []]
+    for method in plan.methods + [c.method for c in plan.cells]:
+        method_settings(method)  # an unknown method fails here
+    runs = [(task, method, seed) for task, method, seeds, _ in plan.groups() for seed in seeds]
+    twice = sorted({"/".join(map(str, run)) for run in runs if runs.count(run) > 1})
+    if twice:
+        raise ValueError(f"sweep file {path}: run(s) {', '.join(twice)} would be run twice (by 'methods' and "
+                         "'cells', or by two cells)")
     return data.get("name"), plan
+
+
+def _cell(path: str, entry, plan: SweepPlan) -> Cell:
+    """One entry of a sweep file's ``cells``: {method, tasks, seeds (default: the sweep's), budget_factor}."""
+    if not isinstance(entry, dict) or "method" not in entry or not isinstance(entry.get("tasks"), list):
+        raise ValueError(f"sweep file {path}: each of 'cells' must be a mapping with a method and a list of tasks")
+    unknown = sorted(set(entry) - CELL_KEYS)
+    if unknown:
+        raise ValueError(f"sweep file {path}: a cell has unknown keys: {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(CELL_KEYS))})")
+    tasks = tuple(task_name(t) for t in entry["tasks"])
+    missing = [t for t in tasks if t not in plan.budgets]
+    if missing:
+        raise ValueError(f"sweep file {path}: cell {entry['method']} names task(s) without a budget: "
+                         f"{', '.join(missing)}")
+    seeds = entry.get("seeds", plan.seeds)
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"sweep file {path}: the seeds of cell {entry['method']} must be a non-empty list")
+    factor = entry.get("budget_factor")
+    if factor is not None and (not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0):
+        raise ValueError(f"sweep file {path}: budget_factor of cell {entry['method']} must be a positive number, "
+                         f"got {factor!r}")
+    return Cell(str(entry["method"]), tasks, tuple(_whole(path, "a seed", s, 0) for s in seeds),
+                None if factor is None else float(factor))
 
 
 def task_name(name: str) -> str:
@@ -153,27 +254,44 @@ def make_specs(plan: SweepPlan, llm_url: str | None) -> list[RunSpec]:
     """All runs of the sweep, with the settings each needs; bad settings are refused before any run starts."""
     from utils.config import build_config
     specs = []
-    for task in plan.tasks:
-        for method in plan.methods:
-            values = {**plan.settings, **method_settings(method), **plan.method_settings.get(method, {}),
-                      "total_steps": plan.budget(task, method)}
-            if method == "llm":
-                if not llm_url:
-                    raise ValueError("method 'llm' needs --llm_url")
-                values["llm_url"] = llm_url
-            if method == "sb3_ppo":
-                from bench.sb3_ppo import require
-                require()
-            if plan.eval_every_steps:
-                config = build_config(task, values)
-                per_iteration = config.env.num_envs * config.ppo.num_steps
-                if plan.eval_every_steps % per_iteration:
-                    raise ValueError(f"eval_every_steps {plan.eval_every_steps} is not a multiple of {task}/{method}'s "
-                                     f"{per_iteration} env steps per iteration")
-                values["eval_interval"] = plan.eval_every_steps // per_iteration
-            for seed in plan.seeds:
-                specs.append(RunSpec(task, method, seed, tuple(sorted(values.items()))))
+    for task, method, seeds, budget in plan.groups():
+        values = {**run_values(plan, method, llm_url), "total_steps": budget}
+        if method == "sb3_ppo":
+            from bench.sb3_ppo import require
+            require()
+        if plan.eval_every_steps:
+            config = build_config(task, values)
+            per_iteration = config.env.num_envs * config.ppo.num_steps
+            if plan.eval_every_steps % per_iteration:
+                raise ValueError(f"eval_every_steps {plan.eval_every_steps} is not a multiple of {task}/{method}'s "
+                                 f"{per_iteration} env steps per iteration")
+            values["eval_interval"] = plan.eval_every_steps // per_iteration
+        for seed in seeds:
+            specs.append(RunSpec(task, method, seed, tuple(sorted(values.items()))))
     return specs
+
+
+def run_values(plan: SweepPlan, method: str, llm_url: str | None) -> dict:
+    """The settings of ``method``'s runs (and of its teacher alone), before budget and evaluation interval:
+    the plan's, the method's own, the plan's for that method, and the server of a live-LLM method."""
+    values = {**plan.settings, **method_settings(method), **plan.method_settings.get(method, {})}
+    if needs_llm(method):
+        if not llm_url:
+            raise ValueError(f"method '{method}' needs --llm_url")
+        values["llm_url"] = llm_url
+    return values
+
+
+def spec_of_run(data: dict, task: str, method: str, seed: int) -> RunSpec:
+    """The spec a sweep's plan (its sweep.json, ``data``) gives one run, for a run whose folder is gone.
+    A method the saved plan runs only in a cell gets that cell's budget; a live-LLM method a placeholder
+    server (the spec is for the run's settings, nothing is asked)."""
+    plan = SweepPlan.from_json(data)
+    cell = next((c for c in plan.cells if c.method == method and task in c.tasks), None)
+    plan.tasks, plan.seeds, plan.methods = [task], [seed], [] if cell else [method]
+    plan.cells = [Cell(method, (task,), (seed,), cell.budget_factor)] if cell else []
+    (spec,) = make_specs(plan, "http://127.0.0.1:1" if needs_llm(method) else None)
+    return spec
 
 
 def parse_settings(pairs: list[str]) -> dict:

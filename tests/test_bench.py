@@ -213,6 +213,13 @@ def test_the_final_sweep_file_fixes_budgets_and_one_evaluation_interval(tmp_path
     ("tasks: {SimpleDoorKey: {budget: 1024}}\nmethods: [hard]\nseeds: [0]\nbaseline_factor: 0\n", "baseline_factor"),
     ("tasks: [SimpleDoorKey]\nmethods: [hard]\nseeds: [0]\n", "'tasks' must map each task"),
     ("tasks: {SimpleDoorKey: {budget: 1024}}\nmethods: [magic]\nseeds: [0]\n", "unknown method 'magic'"),
+    *[(f"tasks: {{SimpleDoorKey: {{budget: 1024}}}}\nmethods: [hard]\nseeds: [0]\ncells: [{cell}]\n", message)
+      for cell, message in [
+          ("{method: hard, tasks: [SimpleDoorKey]}", "would be run twice"),
+          ("{method: ppo_long, tasks: [TwoDoor]}", "names task(s) without a budget: TwoDoor"),
+          ("{method: ppo_long, tasks: [SimpleDoorKey], budget: 5}", "a cell has unknown keys: budget"),
+          ("{method: ppo_long, tasks: [SimpleDoorKey], budget_factor: 0}", "must be a positive number"),
+          ("{method: magic, tasks: [SimpleDoorKey]}", "unknown method 'magic'")]],
 ])
 def test_a_bad_sweep_file_is_one_line(tmp_path, capsys, text, message):
     path = tmp_path / "plan.yaml"
