@@ -12,14 +12,26 @@ Reads ``<logdir>/sweeps/<name>/runs.csv`` (written by ``main.py sweep``), every 
 * ``runs.csv``: per run, env steps to 0.9 (or its budget when never reached), the held-out final success with
   its 95% Wilson interval, the training-time final success and the commit that trained it;
 * ``teacher_heldout.csv``: each teacher alone on the held-out layouts, per seed (as the sweep measured it);
+* ``sweep.json``: the sweep's plan, machine and commits, and every way its sweep file was run (the report
+  lists deviations from the file as first run); an archived run's settings are rebuilt from it;
 * ``summary.csv`` and ``results.md``: per task and method, the per-seed values, their median and min-max
   (a bootstrap only with enough seeds, see :data:`bench.stats.MIN_BOOTSTRAP_SEEDS`), the teacher alone; the
-  IQM of held-out success across tasks with a stratified bootstrap interval (rliable's style); the budget
-  rule checked against the runs; and the claims table of :mod:`bench.claims`.
+  IQM of held-out success across tasks with a stratified bootstrap interval (rliable's style) where every
+  task has enough runs for one; the budget rule checked against the runs; the claims tables of
+  :mod:`bench.claims` (the paper's, then the other baselines' and the live LLM teacher's where the sweep
+  has them, each its own Holm family) and the wrong-teacher control.
 
 With ``--archive DIR`` (a folder this report wrote earlier, e.g. ``docs/results/final``) the runs and
 teacher rows of DIR that the sweep's own index lacks are added (:mod:`bench.report_archive`): a sweep whose
-run folders were lost with a machine is reported whole from what was committed.
+run folders were lost with a machine is reported whole from what was committed. With ``--pool DIR`` every run
+of DIR (another sweep's report, e.g. the final sweep's seeds 0-4 beside a confirmation sweep's 5-9) is pooled
+with the sweep's own, and a (task, method, seed) in both is refused. ``--label`` names what the claims are
+(exploratory, confirmatory, pooled) in the title and the claims heading, with the seeds they rest on.
+
+    python main.py report --name final --archive docs/results/final --out docs/results/final --label exploratory
+    python main.py report --name confirm --out docs/results/confirm --label confirmatory
+    python main.py report --name confirm --archive docs/results/confirm --pool docs/results/final \
+        --out docs/results/pooled --label "pooled, not confirmatory"
 
 A run that never reaches 0.9 is counted, not dropped: its steps-to-threshold is its budget (a lower bound),
 shown with ``>=`` wherever it can change the statistic.
@@ -35,11 +47,13 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
-from bench.claims import (STEP_METHODS, THRESHOLD, claims_markdown, control_claims, paper_claims,
-                          pooled_claims, pooled_markdown, steps_to_threshold)
+from bench.claims import (LIVE_LLM, OTHER_BASELINES, STEP_METHODS, THRESHOLD, claims_markdown, control_claims,
+                          paper_claims, pooled_claims, pooled_markdown, steps_to_threshold)
+from bench.report_archive import merge, read_archive, read_archive_settings, read_teacher_rows
+from bench.sweep_plan import BASELINES, METHOD_NOTES, spec_of_run, sweep_dir
 
-METHOD_ORDER = ("ppo", "sb3_ppo", "hard", "soft", "hard_commit", "hard_safe", "hard_safe_step", "soft_safe",
-                "oracle", "adversarial", "llm")
+METHOD_ORDER = ("ppo", "ppo_task", "ppo_long", "sb3_ppo", "hard", "soft", "hard_commit", "hard_safe",
+                "hard_safe_step", "soft_safe", "oracle", "adversarial", "llm", "gemma_hard", "gemma_soft")
 BASELINE_FACTOR_RULE = 5  # the issue's budget rule: baselines get >= 5x the teacher-guided median steps-to-0.9
 
 __all__ = ["read_runs", "steps_to_threshold", "summarise", "write_report"]
@@ -48,7 +62,6 @@ __all__ = ["read_runs", "steps_to_threshold", "summarise", "write_report"]
 def read_runs(logdir: str, name: str, need_index: bool = True) -> tuple[list[dict], dict, dict]:
     """(runs with their curves and held-out results, teacher-alone rows by (task, method), sweep settings).
     Without ``need_index`` a sweep that has no index yet has no runs, instead of being an error."""
-    from bench.sweep_plan import sweep_dir
     folder = sweep_dir(logdir, name)
     index = folder / "runs.csv"
     if not index.exists() and need_index:
@@ -77,15 +90,6 @@ def read_runs(logdir: str, name: str, need_index: bool = True) -> tuple[list[dic
     return runs, read_teacher_rows(folder / "teacher_heldout.csv"), settings
 
 
-def read_teacher_rows(path: Path) -> dict:
-    """(task, method) -> the rows of each teacher alone in a teacher_heldout.csv (none when it is absent)."""
-    teachers = defaultdict(list)
-    if path.exists():
-        for r in csv.DictReader(path.open()):
-            teachers[(r["task"], r["method"])].append(r)
-    return dict(teachers)
-
-
 def teacher_rates(teachers: dict) -> dict:
     """(task, method) -> per-seed held-out success of the teacher alone."""
     return {key: [float(r["success_rate"]) for r in rows] for key, rows in teachers.items()}
@@ -106,13 +110,16 @@ def summarise(runs: list[dict], teachers: dict | None = None) -> list[dict]:
         group = sorted(group, key=lambda r: r["seed"])
         values = np.array([r["steps_to"] for r in group])
         reached = sum(r["reached"] for r in group)
+        never = [not r["reached"] for r in group]
+        marks = stats.censoring_marks(lambda v: [np.median(v), *stats.ends(stats.seed_interval(v, np.median))],
+                                      values, never)
         heldout = np.array([r["heldout"] for r in group if r["heldout"] is not None])
         teacher = rates.get((task, method), [])
         rows.append({
             "task": task, "method": method, "runs": len(group), "seeds": [r["seed"] for r in group],
             "reached": reached, "budget": max(r["budget"] for r in group), "steps": values.tolist(),
             "reached_flags": [r["reached"] for r in group],
-            "median_steps": float(np.median(values)), "median_censored": (len(group) - reached) * 2 >= len(group),
+            "median_steps": float(np.median(values)), "median_censored": bool(marks[0]), "steps_marks": marks,
             "steps_interval": stats.seed_interval(values, np.median), "censored": reached < len(group),
             "heldout": heldout.tolist(),
             "heldout_mean": float(heldout.mean()) if len(heldout) else None,
@@ -123,8 +130,10 @@ def summarise(runs: list[dict], teachers: dict | None = None) -> list[dict]:
     return rows
 
 
-def _steps(value: float, censored: bool = False) -> str:
-    return f"{'>=' if censored else ''}{value / 1000:,.1f}k"
+def _steps(value: float, censored: bool | str = False) -> str:
+    """Env steps in thousands; ``censored`` True gives ``>=``, a string is the mark itself."""
+    mark = censored if isinstance(censored, str) else ">=" if censored else ""
+    return f"{mark}{value / 1000:,.1f}k"
 
 
 def markdown_table(rows: list[dict], task: str) -> str:
@@ -136,8 +145,9 @@ def markdown_table(rows: list[dict], task: str) -> str:
         interval = r["steps_interval"]
         kinds.add(interval.kind)
         per_seed = ", ".join(_steps(v, not ok) for v, ok in zip(r["steps"], r["reached_flags"]))
-        steps = (f"{_steps(r['median_steps'], r['median_censored'])} "
-                 f"[{_steps(interval.low)}, {_steps(interval.high, r['censored'])}]")
+        median_mark, low_mark, high_mark = r["steps_marks"]
+        steps = f"{_steps(r['median_steps'], median_mark)} [{_steps(interval.low, low_mark)}, " \
+                f"{_steps(interval.high, high_mark)}]"
         if r["heldout_mean"] is not None:
             kinds.add(r["heldout_interval"].kind)
             heldout = f"{r['heldout_mean']:.3f} {r['heldout_interval'].format(3)}"
@@ -149,7 +159,8 @@ def markdown_table(rows: list[dict], task: str) -> str:
         lines.append(f"| {r['method']} | {r['reached']}/{r['runs']} | {steps} | {per_seed} | {heldout} | "
                      f"{heldout_seeds} | {teacher} |")
     lines += ["", "Intervals: " + "; ".join(sorted(kinds)) + f" (a percentile bootstrap needs >= "
-              f"{stats.MIN_BOOTSTRAP_SEEDS} seeds). `>=`: a run that never reached 0.9 counts as its budget."]
+              f"{stats.MIN_BOOTSTRAP_SEEDS} seeds). `>=`: a run that never reached 0.9 counts as its budget, which "
+              "makes each number it enters a lower bound."]
     return "\n".join(lines)
 
 
@@ -163,8 +174,11 @@ def aggregate_table(runs: list[dict]) -> str:
         if not all(by_task.values()):
             continue  # the aggregate needs every task
         point, interval = stats.stratified_bootstrap(by_task)
-        lines.append(f"| {method} | {len(tasks)} | {sum(map(len, by_task.values()))} | {point:.3f} | "
-                     f"{interval.format(3)} ({interval.kind}) |")
+        fewest = min(map(len, by_task.values()))
+        text = (f"{interval.format(3)} ({interval.kind})" if interval else
+                f"none: a stratified bootstrap needs >= {stats.MIN_BOOTSTRAP_SEEDS} runs in every task "
+                f"(fewest: {fewest})")
+        lines.append(f"| {method} | {len(tasks)} | {sum(map(len, by_task.values()))} | {point:.3f} | {text} |")
     return "\n".join(lines) if len(lines) > 2 else "No method has held-out results on every task."
 
 
@@ -173,7 +187,7 @@ def budget_rule_lines(rows: list[dict]) -> list[str]:
     lines = []
     for task in sorted({r["task"] for r in rows}):
         guided = [r for r in rows if r["task"] == task and r["method"] in STEP_METHODS]
-        baselines = [r for r in rows if r["task"] == task and r["method"] in ("ppo", "sb3_ppo")]
+        baselines = [r for r in rows if r["task"] == task and r["method"] in BASELINES]
         if not guided or not baselines:
             continue
         worst = max(guided, key=lambda r: r["median_steps"])
@@ -232,22 +246,18 @@ def _run_config(run: dict, settings: dict) -> dict:
     path = Path(run["run_dir"]) / "config.json" if run.get("run_dir") else None
     if path is not None and path.exists():
         return RunConfig.from_json(json.loads(path.read_text())).flat()
-    from bench.sweep_plan import SweepPlan, make_specs
     if not settings.get("budgets"):
         raise ValueError(f"{run['task']}/{run['method']}/seed{run['seed']} has no run folder and the sweep has no "
                          "sweep.json to rebuild its settings from: run `main.py sweep` for it first")
-    plan = SweepPlan(tasks=[run["task"]], methods=[run["method"]], seeds=[run["seed"]], budgets=settings["budgets"],
-                     baseline_factor=settings.get("baseline_factor", 1.0),
-                     eval_every_steps=settings.get("eval_every_steps"), settings=settings.get("settings") or {},
-                     method_settings=settings.get("method_settings") or {})
-    (spec,) = make_specs(plan, None)
+    spec = spec_of_run(settings, run["task"], run["method"], run["seed"])
     return build_config(spec.task, dict(spec.overrides)).flat()
 
 
 def _run_settings(runs: list[dict], task: str, settings: dict) -> str:
     """The settings that shape the curves, from one teacher-guided run's config."""
-    run = next((r for r in runs if r["task"] == task and r["method"] not in ("ppo", "sb3_ppo")), None)
-    config = _run_config(run or next(r for r in runs if r["task"] == task), settings)
+    own_folder_first = sorted((r for r in runs if r["task"] == task), key=lambda r: not r.get("run_dir"))
+    run = next((r for r in own_folder_first if r["method"] not in BASELINES), None)
+    config = _run_config(run or own_folder_first[0], settings)
     return (f"{config['num_envs']} envs x {config['num_steps']} steps per iteration, evaluation every "
             f"{config['eval_interval']} iterations on {config['num_eval']} training-time layouts "
             f"({'most likely' if config['eval_deterministic'] else 'sampled'} actions), final evaluation on "
@@ -271,19 +281,43 @@ def write_runs_csv(runs: list[dict], path: Path) -> None:
                              f"{run['success'][-1]:.4f}", run.get("commit") or ""])
 
 
+def seeds_text(seeds) -> str:
+    """``[0, 1, 2, 3, 5]`` -> ``seeds 0-3, 5``; one seed -> ``seed 4``."""
+    seeds = sorted(set(seeds))
+    spans, start = [], None
+    for index, seed in enumerate(seeds):
+        start = seed if start is None else start
+        if index + 1 == len(seeds) or seeds[index + 1] != seed + 1:
+            spans.append(f"{start}" if start == seed else f"{start}-{seed}")
+            start = None
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(spans)}"
+
+
 def _run_commits(runs: list[dict], settings: dict) -> str:
-    """Which commit trained which runs, from the index (the sweep's settings when the index lacks them)."""
+    """Which commit trained which runs, from the index (the sweep's settings when the index lacks them): per
+    commit its tasks, or a task's methods when not all of them ran there, with the seeds of a method whose
+    seeds ran at several commits."""
     if not any(run.get("commit") for run in runs):
         return ", ".join(settings.get("commits") or [settings.get("commit", "unknown")])
-    methods_of_task = defaultdict(set)
-    cells = defaultdict(lambda: defaultdict(set))  # commit -> task -> methods
+    seeds_of = defaultdict(lambda: defaultdict(set))  # (task, method) -> commit -> seeds
     for run in runs:
-        methods_of_task[run["task"]].add(run["method"])
-        cells[run.get("commit") or "unknown"][run["task"]].add(run["method"])
+        seeds_of[(run["task"], run["method"])][run.get("commit") or "unknown"].add(run["seed"])
+    methods_of_task = defaultdict(set)
+    for task, method in seeds_of:
+        methods_of_task[task].add(method)
     parts = []
-    for commit, tasks in sorted(cells.items()):
-        described = [task if methods == methods_of_task[task] else
-                     f"{task} {'/'.join(sorted(methods, key=_method_rank))}" for task, methods in sorted(tasks.items())]
+    for commit in sorted({c for by_commit in seeds_of.values() for c in by_commit}):
+        described = []
+        for task in sorted(methods_of_task):
+            whole = [m for m in methods_of_task[task] if set(seeds_of[(task, m)]) == {commit}]
+            split = [m for m in methods_of_task[task] if commit in seeds_of[(task, m)] and m not in whole]
+            if set(whole) == methods_of_task[task]:
+                described.append(task)
+                continue
+            pieces = ["/".join(sorted(whole, key=_method_rank))] if whole else []
+            pieces += [f"{m} {seeds_text(seeds_of[(task, m)][commit])}" for m in sorted(split, key=_method_rank)]
+            if pieces:
+                described.append(f"{task} {' + '.join(pieces)}")
         parts.append(f"{commit} ({', '.join(described)})")
     return "; ".join(parts)
 
@@ -298,22 +332,69 @@ def write_teachers_csv(teachers: dict, path: Path) -> None:
             writer.writerows(sorted(teachers[key], key=lambda r: int(r["seed"])))
 
 
-def write_report(logdir: str, name: str, out: Path, archives: tuple = ()) -> Path:
+EXTRA_FAMILIES = (  # (section title, what it compares, family) of the claims tables beside the paper's
+    ("Claim (a) against the other baselines", "Our PPO run only in some cells (see Methods): `ppo_task` with the "
+     "task config's own lr and entropy instead of the sweep's PPO settings, `ppo_long` with the sweep's PPO "
+     "settings and a longer budget. A ratio without `>=` is measured: that baseline's median run reached 0.9 "
+     "within its budget. A family of its own (the paper's table above keeps its rows and its Holm).",
+     OTHER_BASELINES),
+    ("The paper's claims for the live LLM teacher", "The live Gemma-3-270M teacher (`gemma_hard`, `gemma_soft`): "
+     "(a) against the baselines, (b) its students against it alone, (c) soft against hard. A family of its own.",
+     LIVE_LLM),
+)
+
+
+def _plan_lines(settings: dict) -> list[str]:
+    """The sweep file the runs came from and every deviation from it as first run (sweep.json's history)."""
+    history = settings.get("plan_history") or []
+    if not history:
+        return []
+    first = history[0]
+    deviations = []
+    for entry in history:
+        at = f" (first at {entry.get('commit', '?')})"
+        if entry["config_file"] != first["config_file"] or entry["config_sha256"] != first["config_sha256"]:
+            deviations.append(f"the sweep file as {entry['config_file']}, sha256 {entry['config_sha256'][:12]}{at}")
+        if entry.get("set"):
+            deviations.append(f"--set {' '.join(entry['set'])}{at}")
+        if entry.get("teacher_episodes") is not None:
+            deviations.append(f"--teacher_episodes {entry['teacher_episodes']}{at}")
+        if entry.get("extra_methods"):
+            deviations.append(f"methods the file does not name: {', '.join(entry['extra_methods'])}{at}")
+    registered = (f"Sweep file: {first['config_file']} (sha256 {first['config_sha256'][:12]} when its first part "
+                  f"ran, at {first.get('commit', '?')}).")
+    return [registered + (" Deviations from it: " + "; ".join(deviations) + "." if deviations else
+                          " No deviation: every part ran it unchanged, with no setting added."), ""]
+
+
+def write_report(logdir: str, name: str, out: Path, archives: tuple = (), pools: tuple = (),
+                 label: str | None = None) -> Path:
     """Figures, results.md, summary.csv, runs.csv, curves.csv and teacher_heldout.csv for sweep ``name`` (with
-    the runs of each archive folder that the sweep lacks); returns the markdown path."""
-    runs, teachers, settings = read_runs(logdir, name, need_index=not archives)
-    from bench.report_archive import merge, read_archive
+    the runs of each archive folder that the sweep lacks, and every run of each pool folder, whose
+    (task, method, seed) must not be the sweep's too); ``label`` names what its claims are (e.g.
+    confirmatory). Returns the markdown path."""
+    runs, teachers, settings = read_runs(logdir, name, need_index=not (archives or pools))
     for folder in archives:  # read before anything is written: the archive may be ``out`` itself
         runs, teachers = merge(runs, teachers, *read_archive(Path(folder)))
+        settings = settings or read_archive_settings(Path(folder))
+    own_seeds = {r["seed"] for r in runs}
+    pooled_from = []
+    for folder in pools:
+        pool_runs, pool_teachers = read_archive(Path(folder))
+        runs, teachers = merge(runs, teachers, pool_runs, pool_teachers, refuse_overlap=str(folder))
+        pooled_from.append(f"{folder} ({seeds_text(r['seed'] for r in pool_runs)})")
     if not runs:
         raise ValueError(f"sweep '{name}' has no finished runs yet")
     rows = summarise(runs, teachers)
     out.mkdir(parents=True, exist_ok=True)
     commits = sorted({r["commit"] for rows_ in teachers.values() for r in rows_})
-    sections = [f"# Sweep '{name}'", "", f"Runs trained at commit(s) {_run_commits(runs, settings)}"
-                + (f"; teachers alone measured at {', '.join(commits)}" if commits else "") + ".",
-                f"Machine: {json.dumps(settings.get('machine', {}))}.", "", "Methods:", ""]
-    from bench.sweep_plan import METHOD_NOTES
+    sections = [f"# Sweep '{name}'" + (f": {label}" if label else ""), ""]
+    if pooled_from:
+        sections += [f"Pooled: the sweep's own runs ({seeds_text(own_seeds) if own_seeds else 'none'}) with every "
+                     f"run of {', '.join(pooled_from)}; no task, method and seed is in two of them.", ""]
+    sections += [f"Runs trained at commit(s) {_run_commits(runs, settings)}"
+                 + (f"; teachers alone measured at {', '.join(commits)}" if commits else "") + ".",
+                 f"Machine: {json.dumps(settings.get('machine', {}))}.", "", *_plan_lines(settings), "Methods:", ""]
     for method in sorted({r["method"] for r in runs}, key=_method_rank):
         sections.append(f"* `{method}`: {METHOD_NOTES.get(method, 'not a named sweep method')}")
     sections.append("")
@@ -327,18 +408,25 @@ def write_report(logdir: str, name: str, out: Path, archives: tuple = ()) -> Pat
     if rule:
         sections += ["## Budget rule", "", *rule, ""]
     claims = paper_claims(runs, teachers)
-    sections += ["## The paper's claims", "", "Per task:", "", claims_markdown(claims), "",
+    heading = "## The paper's claims" + (f": {label}, {seeds_text(r['seed'] for r in runs)}" if label else "")
+    sections += [heading, "", "Per task:", "", claims_markdown(claims), "",
                  "Over all tasks:", "", pooled_markdown(pooled_claims(claims)), ""]
+    for title, text, family in EXTRA_FAMILIES:
+        extra = paper_claims(runs, teachers, family)
+        if extra:
+            sections += [f"## {title}", "", text, "", "Per task:", "", claims_markdown(extra), "", "Over all tasks:",
+                         "", pooled_markdown(pooled_claims(extra)), ""]
     controls = control_claims(runs)
     if controls:
         sections += ["## The wrong-teacher control", "",
                      "The adversarial planner's students against plain PPO (env steps to 0.9 and held-out "
                      "success) and against the paper teacher's hard students (held-out success); held-out "
-                     "success is measured at the end of each run, so PPO's has had its 5x budget. p (Holm) "
-                     "over this table.", "",
+                     "success is measured at the end of each run, so PPO's has had its 5x budget.", "",
                      claims_markdown(controls), ""]
     markdown = out / "results.md"
     markdown.write_text("\n".join(sections))
+    if settings:  # the plan, machine and commits: what an archived run's settings are rebuilt from
+        (out / "sweep.json").write_text(json.dumps(settings, indent=2) + "\n")
     with (out / "curves.csv").open("w", newline="") as handle:  # every evaluation point of every run
         writer = csv.writer(handle)
         writer.writerow(["task", "method", "seed", "env_steps", "success_rate"])
@@ -446,18 +534,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report folders written earlier (e.g. docs/results/final): their runs and teacher "
                              "rows that the sweep's index lacks are added, so a sweep whose run folders are gone "
                              "is reported whole")
+    parser.add_argument("--pool", nargs="+", default=(), metavar="DIR",
+                        help="report folders of other sweeps (e.g. docs/results/final) whose runs and teacher rows "
+                             "are all pooled with this sweep's, e.g. seeds 0-4 with a confirmation's 5-9; a task, "
+                             "method and seed in two of them is refused")
+    parser.add_argument("--label", default=None,
+                        help="what this report's claims are, shown in its title and claims heading with the seeds "
+                             "they use, e.g. exploratory (the sweep its settings were chosen on), confirmatory (fresh "
+                             "seeds, the plan fixed before), 'pooled, not confirmatory'")
     parser.add_argument("--out", default=None, help="output folder (default: <logdir>/sweeps/<name>/report, or "
                                                     "<logdir>/sweeps/compare for --compare)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.sweep_plan import sweep_dir
     if args.compare:
         out = Path(args.out) if args.out else sweep_dir(args.logdir, "compare")
         markdown = write_comparison(args.logdir, args.compare, out)
     else:
         out = Path(args.out) if args.out else sweep_dir(args.logdir, args.name) / "report"
-        markdown = write_report(args.logdir, args.name, out, tuple(args.archive))
+        markdown = write_report(args.logdir, args.name, out, tuple(args.archive), tuple(args.pool), args.label)
     print(markdown.read_text())
     print(f"written: {markdown} and the files beside it")
     return 0

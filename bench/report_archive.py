@@ -2,13 +2,18 @@
 
 Run folders live under ``log/``, which git ignores and a new machine does not have; a report folder committed
 under ``docs/`` keeps what the report needs of every run: ``runs.csv`` (budget, held-out counts, commit),
-``curves.csv`` (every training-time evaluation) and ``teacher_heldout.csv`` (each teacher alone). Reading them
+``curves.csv`` (every training-time evaluation), ``teacher_heldout.csv`` (each teacher alone) and
+``sweep.json`` (the sweep's plan and machine, which rebuild an archived run's settings). Reading them
 back lets a sweep that spans machines be reported whole: the runs of the archive that the sweep's index lacks
-are taken from it, as if their folders were still there.
+are taken from it, as if their folders were still there. The same reading pools another sweep's runs with a
+sweep's own (``main.py report --pool DIR``), where a run in both is refused instead of replaced.
+
+This module reads; :mod:`bench.report` writes (and imports it, never the other way round).
 """
 from __future__ import annotations
 
 import csv
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -70,18 +75,43 @@ def read_archive(folder: Path) -> tuple[list[dict], dict]:
                      "status": "done", "steps": steps, "success": success, "budget": budget, "steps_to": value,
                      "reached": reached, "final_eval": final, "record": list(zip(steps, success)),
                      "heldout": final["success_rate"] if final else None})
-    from bench.report import read_teacher_rows  # bench.report imports this module when --archive is given
     return runs, read_teacher_rows(folder / "teacher_heldout.csv")
 
 
-def merge(runs: list[dict], teachers: dict, archived_runs: list[dict], archived_teachers: dict
-          ) -> tuple[list[dict], dict]:
+def read_archive_settings(folder: Path) -> dict:
+    """The sweep's settings (its sweep.json: plan, machine, commits) as the report copied them into ``folder``;
+    empty for a folder written before reports kept them."""
+    path = Path(folder) / "sweep.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_teacher_rows(path: Path) -> dict:
+    """(task, method) -> the rows of each teacher alone in a teacher_heldout.csv (none when it is absent)."""
+    teachers = defaultdict(list)
+    if path.exists():
+        for r in csv.DictReader(path.open()):
+            teachers[(r["task"], r["method"])].append(r)
+    return dict(teachers)
+
+
+def merge(runs: list[dict], teachers: dict, archived_runs: list[dict], archived_teachers: dict,
+          refuse_overlap: str | None = None) -> tuple[list[dict], dict]:
     """The sweep's own runs and teacher rows, plus those of the archive that it does not have (by task,
-    method and seed): a run or teacher measured again here wins over its archived copy."""
+    method and seed): a run or teacher measured again here wins over its archived copy. With
+    ``refuse_overlap`` (the archive's name) a run or teacher row in both is an error instead: pooled sweeps
+    must have disjoint seeds, or one seed would count twice."""
     have = {(r["task"], r["method"], r["seed"]) for r in runs}
+    have_teachers = {(task, method, int(r["seed"])) for (task, method), rows in teachers.items() for r in rows}
+    if refuse_overlap:
+        both = sorted({(r["task"], r["method"], r["seed"]) for r in archived_runs} & have)
+        both += sorted({(task, method, int(r["seed"])) for (task, method), rows in archived_teachers.items()
+                        for r in rows} & have_teachers)
+        if both:
+            shown = ", ".join("/".join(map(str, key)) for key in both[:5]) + (" ..." if len(both) > 5 else "")
+            raise ValueError(f"{refuse_overlap} and the sweep both have {shown}: pooled sweeps need disjoint seeds")
     merged_runs = runs + [r for r in archived_runs if (r["task"], r["method"], r["seed"]) not in have]
     merged_teachers = {key: list(rows) for key, rows in teachers.items()}
-    for key, rows in archived_teachers.items():
-        seeds = {int(r["seed"]) for r in merged_teachers.get(key, [])}
-        merged_teachers.setdefault(key, []).extend(r for r in rows if int(r["seed"]) not in seeds)
+    for (task, method), rows in archived_teachers.items():
+        merged_teachers.setdefault((task, method), []).extend(
+            r for r in rows if (task, method, int(r["seed"])) not in have_teachers)
     return merged_runs, merged_teachers

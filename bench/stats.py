@@ -8,10 +8,14 @@
   seeds a percentile bootstrap interval is little more than the range of the values, and is not claimed.
 * Across tasks, in the style of rliable (Agarwal et al., NeurIPS 2021): the interquartile mean
   (:func:`iqm`) with a stratified bootstrap interval (:func:`stratified_bootstrap`): seeds are resampled
-  within each task, never across tasks.
+  within each task, never across tasks, so each task is a sample of its own and the same minimum holds for
+  it: with fewer than :data:`MIN_BOOTSTRAP_SEEDS` runs in any task no interval is claimed.
 * Comparisons over seeds: :func:`mann_whitney` (one-sided p-value, exact for up to 10 seeds a side) and :func:`shift_interval`, the
   distribution-free interval for the difference (or ratio) of two samples' locations that inverts the
-  Mann-Whitney test (Hodges-Lehmann), valid with 5 seeds per side and reported with its exact coverage.
+  Mann-Whitney test (Hodges-Lehmann), valid with 5 seeds per side. Its coverage (96.8% for 5 and 5 seeds at
+  95%) is exact only for untied, uncensored values; with ties or censored runs it is approximate.
+* Censored values (a run that never reached the threshold, counted at its budget): :func:`censoring_marks`
+  says which reported numbers they make lower bounds, upper bounds or neither.
 * Paired comparisons (a student and its teacher on the same seed and layouts): :func:`signed_rank`, the
   exact Wilcoxon signed-rank test.
 * One claim over several tasks: :func:`fisher_combination` of the per-task p-values (independent tasks).
@@ -25,9 +29,9 @@ import numpy as np
 
 from utils.intervals import CONFIDENCE, Interval, clopper_pearson_interval, wilson_interval
 
-__all__ = ["CONFIDENCE", "Interval", "TestResult", "clopper_pearson_interval", "fisher_combination", "holm", "iqm",
-           "mann_whitney", "min_max", "percentile_bootstrap", "seed_interval", "shift_interval", "signed_rank",
-           "stratified_bootstrap", "u_null_distribution", "wilson_interval"]
+__all__ = ["CONFIDENCE", "Interval", "TestResult", "censoring_marks", "clopper_pearson_interval", "ends",
+           "fisher_combination", "holm", "iqm", "mann_whitney", "min_max", "percentile_bootstrap", "seed_interval",
+           "shift_interval", "signed_rank", "stratified_bootstrap", "u_null_distribution", "wilson_interval"]
 MIN_BOOTSTRAP_SEEDS = 10  # fewer values per cell: per-seed values and min-max, no bootstrap
 N_RESAMPLES = 2000
 
@@ -76,17 +80,22 @@ def seed_interval(values, statistic=np.mean, seed: int = 0, min_bootstrap: int =
 
 
 def stratified_bootstrap(scores_by_task: dict, statistic=iqm, confidence: float = CONFIDENCE,
-                         n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, Interval]:
+                         n_resamples: int = N_RESAMPLES, seed: int = 0,
+                         min_samples: int = MIN_BOOTSTRAP_SEEDS) -> tuple[float, Interval | None]:
     """Aggregate ``statistic`` over all runs of all tasks, with a stratified percentile-bootstrap interval.
 
     ``scores_by_task`` maps each task to its runs' scores. Each resample draws, for every task, as many runs
     as it has with replacement from that task's runs only, then applies ``statistic`` (which must accept
-    ``axis=-1``) to all drawn runs together. Returns (point estimate, interval).
+    ``axis=-1``) to all drawn runs together. Returns (point estimate, interval). Every task is resampled on
+    its own, so each needs ``min_samples`` runs, as a cell does for :func:`percentile_bootstrap` (pooling
+    the tasks' runs would reach the count but mix the tasks); with fewer in any task the interval is None.
     """
     tasks = [np.asarray(v, dtype=float) for v in scores_by_task.values()]
     if not tasks or any(len(v) == 0 for v in tasks):
         raise ValueError("every task needs at least one run")
     point = float(statistic(np.concatenate(tasks), axis=-1))
+    if min(len(v) for v in tasks) < min_samples:
+        return point, None
     rng = np.random.default_rng(seed)
     drawn = np.concatenate([v[rng.integers(0, len(v), size=(n_resamples, len(v)))] for v in tasks], axis=1)
     low, high = np.quantile(statistic(drawn, axis=-1), [(1 - confidence) / 2, (1 + confidence) / 2])
@@ -160,7 +169,8 @@ def shift_interval(a, b, confidence: float = CONFIDENCE, log: bool = False) -> t
 
     The interval is [d_(C), d_(mn+1-C)] of the m*n sorted pairwise differences a_i - b_j, with C the
     largest count such that P(U <= C-1) <= (1 - confidence)/2 under the exact null distribution of U; its
-    exact coverage (>= confidence without ties) is in its kind. With ``log`` the differences are of
+    coverage (>= confidence) is in its kind, exact only for untied, uncensored values (with ties it is not
+    exact, and a censored end is a bound: see :func:`censoring_marks`). With ``log`` the differences are of
     logarithms and both are returned as ratios a/b. Too few values for the requested confidence give an
     unbounded interval, said so in its kind.
     """
@@ -180,10 +190,42 @@ def shift_interval(a, b, confidence: float = CONFIDENCE, log: bool = False) -> t
     else:
         coverage = 1 - 2 * cumulative[below - 1]
         low, high = float(differences[below - 1]), float(differences[len(differences) - below])
-        kind = f"{name} (exact coverage {coverage:.1%})"
+        kind = f"{name} (coverage {coverage:.1%} for untied values, approximate with ties or censored runs)"
     if log:
         return math.exp(estimate), Interval(math.exp(low) if low > -math.inf else 0.0, math.exp(high), kind)
     return estimate, Interval(low, high, kind)
+
+
+def ends(interval: Interval) -> list[float]:
+    """``[low, high]`` of ``interval``: what :func:`censoring_marks` compares for an interval."""
+    return [interval.low, interval.high]
+
+
+def censoring_marks(statistic, x, x_censored, y=None, y_censored=None) -> list[str]:
+    """How censored values bound each number ``statistic(x)`` (or ``statistic(x, y)``) returns.
+
+    A censored value is known only to be at least the value recorded. ``statistic`` must rise (weakly) with
+    every value of ``x`` and fall with every value of ``y``: a location, an order statistic, the ends of
+    :func:`shift_interval` of ``x`` against ``y``, a difference or ratio of locations. Each number is
+    recomputed with the censored values of ``x`` at +inf, and apart with those of ``y`` at +inf; a number
+    that moves in the first case only is a lower bound (``">="``), in the second only an upper bound
+    (``"<="``), in both no bound either way (``"?"``), in neither exact (``""``). A number that becomes NaN
+    counts as moved (conservative).
+    """
+    def raised(values, flags):
+        values = np.asarray(values, dtype=float).copy()
+        values[np.asarray(flags, dtype=bool)] = np.inf
+        return values
+
+    def call(a, b):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(statistic(a) if y is None else statistic(a, b), dtype=float)
+
+    base = call(np.asarray(x, dtype=float), None if y is None else np.asarray(y, dtype=float))
+    rises = call(raised(x, x_censored), y) != base
+    falls = (np.zeros_like(rises) if y is None or y_censored is None
+             else call(np.asarray(x, dtype=float), raised(y, y_censored)) != base)
+    return [("?" if up and down else ">=" if up else "<=" if down else "") for up, down in zip(rises, falls)]
 
 
 SIGNED_RANK_EXACT_LIMIT = 16  # most non-zero differences whose 2**n sign patterns are enumerated

@@ -5,7 +5,8 @@ import pytest
 
 from scipy.stats import chi2
 
-from bench.claims import claims_markdown, control_claims, paper_claims, pooled_claims, pooled_markdown
+from bench.claims import (LIVE_LLM, OTHER_BASELINES, claims_markdown, control_claims, paper_claims, pooled_claims,
+                          pooled_markdown)
 
 
 def run(task, method, seed, steps_to, budget, heldout=None):
@@ -19,7 +20,7 @@ def test_fewer_steps_than_ppo_with_ppo_censored_at_a_larger_budget():
     (claim,) = paper_claims(hard + ppo, {})
     assert claim.claim == "(a) fewer env steps than PPO" and claim.comparison == "ppo / hard"
     assert claim.estimate == ">=50.00x", "every hard run reached 0.9: ppo keeps its own budget, 500k / 10k"
-    assert claim.interval.startswith("[") and ", >=" in claim.interval, "the upper end is a lower bound too"
+    assert claim.interval.startswith("[>=") and ", >=" in claim.interval, "all ppo runs censored: both ends bounds"
     assert claim.p_value < 0.01 and claim.seeds == "5 vs 5"
     assert "censored at each run's own budget (500.0k for ppo)" in claim.note and "5/5 ppo runs never reached 0.9" in claim.note
 
@@ -28,8 +29,10 @@ def test_a_teacher_guided_run_that_never_reaches_cuts_every_run_at_the_smaller_b
     hard = [run("T", "hard", s, v, 100_000) for s, v in enumerate([10_000, 12_000, 8_000, 10_000, math.inf])]
     ppo = [run("T", "ppo", s, math.inf, 500_000) for s in range(5)]
     (claim,) = paper_claims(hard + ppo, {})
-    assert claim.estimate == ">=10.00x", "100k / median 10k: the censored hard run's true value is unknown"
-    assert "censored at 100.0k env steps" in claim.note and "1 hard run(s) censored" in claim.note
+    assert claim.estimate == ">=10.00x", "100k / median 10k: the censored hard run sorts above the median"
+    assert "censored at 100.0k env steps" in claim.note
+    assert "1 hard run(s) censored, all above its median, which stays exact" in claim.note
+    assert "not a bound" not in claim.note
 
 
 def test_no_ratio_when_the_teacher_guided_runs_mostly_never_reach():
@@ -60,7 +63,9 @@ def test_student_beats_teacher_and_soft_versus_hard():
     assert higher.comparison == "soft - hard" and higher.p_value > 0.05, "soft is not clearly better here"
     assert all(c.p_holm >= c.p_value for c in claims.values())
     table = claims_markdown(list(claims.values()))
-    assert "Mann-Whitney (Hodges-Lehmann) interval of the ratio (exact coverage 96.8%)" in table
+    assert ("Mann-Whitney (Hodges-Lehmann) interval of the ratio (coverage 96.8% for untied values, approximate "
+            "with ties or censored runs)") in table
+    assert f"p (Holm): adjusted over the {len(claims)} rows of this table" in table, "the family's size, counted"
     assert "min-max of the 5 paired differences" in table
 
 
@@ -108,3 +113,41 @@ def test_the_wrong_teacher_control_against_ppo_and_the_good_teacher():
     assert higher.comparison == "adversarial - ppo" and higher.estimate == "+0.960"
     assert lower.comparison == "hard - adversarial" and lower.estimate == "+0.020"
     assert control_claims([r for r in runs if r["method"] != "adversarial"]) == []
+
+
+def test_the_ratio_is_a_lower_bound_exactly_when_the_baseline_median_is_censored():
+    """Item 3 of issue 28: a censored teacher-guided run sorts above every observed one, so while fewer than
+    half are censored their median is exact and the ratio's bound comes from the baseline's median alone."""
+    guided = [run("T", "adversarial", s, v, 300_000) for s, v in
+              enumerate([160_000, math.inf, 160_000, 120_000, 145_000])]
+    censored_ppo = [run("T", "ppo", s, v, 1_500_000) for s, v in enumerate([1_300_000] + [math.inf] * 4)]
+    (cut,) = [c for c in control_claims(guided + censored_ppo) if c.comparison == "ppo / adversarial"]
+    assert cut.estimate == ">=1.88x", "300k (ppo's median, cut) / 160k: a floor"
+    assert cut.interval.startswith("[?"), "the lower end pairs censored runs of both sides: no bound either way"
+    assert ", >=" in cut.interval
+    observed_ppo = [run("T", "ppo", s, v, 1_500_000) for s, v in
+                    enumerate([250_000, 280_000, 290_000, 240_000, 260_000])]
+    (measured,) = [c for c in control_claims(guided + observed_ppo) if c.comparison == "ppo / adversarial"]
+    assert measured.estimate == "1.62x", "260k / 160k, both medians observed: measured, no >="
+    assert "all above its median, which stays exact" in measured.note
+    half = [run("T", "adversarial", s, v, 300_000) for s, v in enumerate([100_000, 120_000, math.inf, math.inf])]
+    (none,) = [c for c in control_claims(half + observed_ppo[:4]) if c.comparison == "ppo / adversarial"]
+    assert none.estimate == "n/a", "half censored: the median averages a censored value, so there is no ratio"
+
+
+def test_other_families_are_tables_of_their_own():
+    """ppo_task and ppo_long are compared in their own family, so the paper's table keeps its rows; a long
+    baseline whose median reaches 0.9 gives a measured ratio."""
+    runs = [run("T", "hard", s, 10_000, 100_000, 0.99) for s in range(5)]
+    runs += [run("T", "ppo", s, math.inf, 500_000) for s in range(5)]
+    runs += [run("T", "ppo_long", s, v, 2_000_000) for s, v in enumerate([900_000, 1_100_000, math.inf])]
+    paper = paper_claims(runs, {})
+    assert [c.comparison for c in paper] == ["ppo / hard"]
+    (long,) = paper_claims(runs, {}, OTHER_BASELINES)
+    assert long.comparison == "ppo_long / hard" and long.estimate == "110.00x" and long.seeds == "3 vs 5"
+    runs += [run("T", m, s, 20_000, 100_000, 0.8) for m in ("gemma_hard", "gemma_soft") for s in range(5)]
+    teachers = {("T", m): teacher_rows([0.3] * 5) for m in ("gemma_hard", "gemma_soft")}
+    llm = paper_claims(runs, teachers, LIVE_LLM)
+    assert {c.comparison for c in llm} >= {"ppo / gemma_hard", "gemma_soft student - gemma_soft teacher",
+                                           "gemma_hard / gemma_soft", "gemma_soft - gemma_hard"}
+    assert [c.comparison for c in paper_claims(runs, {})] == ["ppo / hard"]

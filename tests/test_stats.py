@@ -48,14 +48,27 @@ def test_bootstrap_is_deterministic_with_a_seed_and_refused_with_few_seeds():
 
 def test_stratified_bootstrap_resamples_within_tasks_only():
     # Each task's runs are identical, so any within-task resample reproduces them: the interval is a point.
-    point, interval = stats.stratified_bootstrap({"a": [0.2] * 5, "b": [0.9] * 5, "c": [0.5] * 5})
-    assert point == pytest.approx(stats.iqm([0.2] * 5 + [0.9] * 5 + [0.5] * 5))
+    point, interval = stats.stratified_bootstrap({"a": [0.2] * 10, "b": [0.9] * 10, "c": [0.5] * 10})
+    assert point == pytest.approx(stats.iqm([0.2] * 10 + [0.9] * 10 + [0.5] * 10))
     assert interval.low == pytest.approx(point) and interval.high == pytest.approx(point)
-    assert interval.kind == "95% stratified bootstrap (3 tasks, 15 runs)"
-    spread = {"a": [0.0, 0.2, 0.4, 0.6, 1.0], "b": [0.5, 0.6, 0.7, 0.8, 0.9]}
+    assert interval.kind == "95% stratified bootstrap (3 tasks, 30 runs)"
+    spread = {"a": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0], "b": np.linspace(0.5, 0.9, 10)}
     assert stats.stratified_bootstrap(spread, seed=1) == stats.stratified_bootstrap(spread, seed=1)
     _, wide = stats.stratified_bootstrap(spread)
     assert wide.low < wide.high
+
+
+def test_stratified_bootstrap_needs_the_bootstrap_minimum_in_every_task():
+    """Each task is resampled on its own, so each is held to MIN_BOOTSTRAP_SEEDS, like one cell: 4 tasks of 5
+    runs (20 in all) give the IQM and no interval; one task short of the minimum is enough to refuse."""
+    five = {task: [0.1, 0.5, 0.6, 0.9, 1.0] for task in "abcd"}
+    point, interval = stats.stratified_bootstrap(five)
+    assert point == pytest.approx(stats.iqm(np.concatenate(list(five.values())))) and interval is None
+    enough = {task: np.linspace(0, 1, stats.MIN_BOOTSTRAP_SEEDS) for task in "abcd"}
+    assert stats.stratified_bootstrap(enough)[1] is not None
+    enough["d"] = enough["d"][1:]
+    assert stats.stratified_bootstrap(enough)[1] is None
+    assert stats.stratified_bootstrap(five, min_samples=5)[1] is not None
 
 
 def test_mann_whitney_on_clearly_separated_samples():
@@ -96,7 +109,7 @@ def test_shift_interval_known_answer_and_ratio():
     estimate, interval = stats.shift_interval([6, 7, 8, 9, 10], [1, 2, 3, 4, 5])
     # 25 pairwise differences 1..9; with 5 and 5 seeds C = 3: the 3rd smallest and 3rd largest.
     assert estimate == 5 and (interval.low, interval.high) == (2, 8)
-    assert "exact coverage 96.8%" in interval.kind
+    assert "coverage 96.8% for untied values, approximate with ties or censored runs" in interval.kind
     ratio, ratio_interval = stats.shift_interval([60, 70, 80, 90, 100], [10, 20, 30, 40, 50], log=True)
     assert ratio_interval.low < ratio < ratio_interval.high and "of the ratio" in ratio_interval.kind
     _, unbounded = stats.shift_interval([1, 2], [3, 4])
@@ -129,3 +142,25 @@ def test_fisher_combination():
     assert combined.p_value < 0.03
     with pytest.raises(ValueError):
         stats.fisher_combination([])
+
+
+def test_censoring_marks_say_which_numbers_censored_values_bound():
+    """A censored value is known only from below; raising it moves the numbers it enters. An order statistic
+    above every censored value stays exact; one a censored value can reach is a lower bound; a difference's
+    end that censored values on both sides can move either way is no bound."""
+    values, never = np.array([10.0, 20.0, 30.0, 100.0, 100.0]), [False, False, False, True, True]
+    assert stats.censoring_marks(lambda v: [np.median(v), v.min(), v.max()], values, never) == ["", "", ">="]
+    never = [False, False, True, True, True]
+    assert stats.censoring_marks(lambda v: [np.median(v), v.min()], values, never) == [">=", ""]
+    assert stats.censoring_marks(lambda v: [v.min()], values, [True] * 5) == [">="], "all censored: the min too"
+    slow, fast = np.array([100.0] * 5), np.array([10.0, 12.0, 11.0, 13.0, 100.0])
+
+    def ends(a, b):
+        interval = stats.shift_interval(a, b, log=True)[1]
+        return [interval.low, interval.high]
+    assert stats.censoring_marks(ends, slow, [True] * 5, fast, [False] * 5) == [">=", ">="]
+    assert stats.censoring_marks(ends, slow, [False] * 5, fast, [False] * 4 + [True]) == ["<=", ""]
+    assert stats.censoring_marks(ends, slow, [True] * 5, fast, [False] * 4 + [True]) == ["?", ">="]
+    ratio = stats.censoring_marks(lambda a, b: [np.median(a) / np.median(b)], slow, [True] * 5, fast,
+                                  [False] * 4 + [True])
+    assert ratio == [">="], "the fast side's one censored run sorts above its median, which stays exact"
