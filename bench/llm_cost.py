@@ -2,8 +2,8 @@
 
     python -m bench.llm_cost --task SimpleDoorKey --latency 1.0
 
-Starts the project's loopback test double of an OpenAI-compatible server (``tests/fake_llm.py``: it answers
-every sentence with the scripted oracle plan after ``--latency`` seconds, honouring ``n``), trains once with
+Starts a loopback stand-in for an OpenAI-compatible server (``bench/llm_standin.py``: it answers every
+sentence with the scripted oracle plan after ``--latency`` seconds, honouring ``n``), trains once with
 ``--planner llm`` and a fresh answer cache, then trains again with the same cache, and prints for both runs
 the requests the server received, the planner's cache hits, the seconds spent in LLM requests (summed;
 requests for several envs' new sentences run concurrently, so training waited at most this long), that
@@ -19,20 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def measure(task: str, latency: float, iterations: int | None, seed: int = 0) -> list[dict]:
-    """Two runs against one fake server sharing one cache; a row of counters per run."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fake_llm import FakeLLMServer  # the tests' loopback server (a test double, not an LLM)
-
+    """Two runs against one stand-in server sharing one cache; a row of counters per run."""
     from algos.trainer import train_run
+    from bench.llm_standin import StandInLLM
     from planners.factory import training_teacher_factory
     from utils.config import build_config
 
     rows = []
-    with tempfile.TemporaryDirectory() as logdir, FakeLLMServer(delay=latency) as server:
+    with tempfile.TemporaryDirectory() as logdir, StandInLLM(delay=latency) as server:
         overrides = {"planner": "llm", "llm_url": server.url, "logdir": logdir,
                      "llm_cache": os.path.join(logdir, "answers.sqlite")}
         if iterations:
