@@ -5,6 +5,7 @@ episode (the previous step ended one), so the value of ``obs[t + 1]`` is not boo
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -58,6 +59,20 @@ class RolloutBuffer:
             self.teacher_probs[t] = torch.from_numpy(teacher_probs)
         self.step += 1
 
+    def to(self, device: torch.device | str) -> "RolloutBuffer":
+        """This rollout with its tensors on ``device``: the buffer itself when they are already there, else a
+        copy (the learner's update reads the copy; collection goes on filling this buffer)."""
+        device = torch.device(device)
+        if self.obs.device == device:
+            return self
+        moved = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(moved, name, value.to(device, non_blocking=True))
+        if self.initial_state is not None:
+            moved.initial_state = tuple(part.to(device, non_blocking=True) for part in self.initial_state)
+        return moved
+
     def share_memory_(self) -> "RolloutBuffer":
         """Move the storage to shared memory, so that another process can fill it in place."""
         for name, value in vars(self).items():
@@ -87,9 +102,10 @@ class RolloutBuffer:
         ``inputs``: tensors shaped ``(num_steps, num_envs, ...)`` derived from the observations (the model's
         prepared inputs); when given, ``Minibatch.obs`` holds their rows as a tuple instead of observations.
         """
+        # The generator is the CPU's (the same draws on every device); its order goes where the rollout is.
         if recurrent:
             envs_per_batch = max(1, self.num_envs // num_minibatches)
-            order = torch.randperm(self.num_envs, generator=generator)
+            order = torch.randperm(self.num_envs, generator=generator).to(self.obs.device)
             for start in range(0, self.num_envs, envs_per_batch):
                 envs = order[start:start + envs_per_batch]
                 state = tuple(s[:, envs] for s in self.initial_state)
@@ -97,7 +113,7 @@ class RolloutBuffer:
             return
         total = self.num_steps * self.num_envs
         size = max(1, total // num_minibatches)
-        order = torch.randperm(total, generator=generator)
+        order = torch.randperm(total, generator=generator).to(self.obs.device)
         for start in range(0, total, size):
             yield self._gather(order[start:start + size], None, flatten=False, inputs=inputs)
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 import envs as task_envs
-from algos.model import ActorCritic, check_compatible
+from algos.student import check_compatible, read_checkpoint, rebuild_student
 from envs.vector import FrameStack
-from utils.checkpoint import load_checkpoint, load_weights
+from utils.checkpoint import load_weights
 from utils.video import render_remembered_map
 
 HELDOUT_SEED_BASE = 1_000_000  # env seeds from here on are never used by training-time evaluations
@@ -204,17 +204,17 @@ def final_student_evaluation(config, model: torch.nn.Module, device, seed: int) 
     return final_evaluation(config, StudentPolicy(model, device, config.eval.eval_deterministic, seed))
 
 
-def load_student(checkpoint: Path, task: str) -> tuple[ActorCritic, dict]:
+def load_student(checkpoint: Path, task: str) -> tuple[torch.nn.Module, dict]:
     """The student saved in ``checkpoint`` for ``task`` (eval mode, CPU) and the checkpoint's meta.
 
     Refuses (CheckpointError, one line) a damaged file, another task, another observation shape or weights
     that do not fit the network the meta describes.
     """
-    payload = load_checkpoint(checkpoint)
+    payload = read_checkpoint(checkpoint)
     meta = payload["meta"]
     frame_stack = int(meta.get("frame_stack", 1))
     obs_shape, num_actions, _ = task_envs.stacked_spaces(task, frame_stack)
     check_compatible(meta, task, obs_shape, num_actions, checkpoint)
-    model = ActorCritic.from_config(meta["model_config"])
+    model = rebuild_student(meta["model_config"])
     load_weights(model, payload["model"], checkpoint)
     return model.eval(), meta

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from algos.model import ActorCritic
+from algos.student import device_of
 
 OPSET = 17
 OBS_INPUT, PROBS_OUTPUT = "obs", "action_probs"
@@ -36,7 +36,7 @@ STATE_INPUTS, STATE_OUTPUTS = ("lstm_h", "lstm_c"), ("lstm_h_out", "lstm_c_out")
 class _Probs(nn.Module):
     """Feed-forward student -> ``obs -> action_probs``."""
 
-    def __init__(self, model: ActorCritic):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
@@ -48,7 +48,7 @@ class _Probs(nn.Module):
 class _RecurrentProbs(nn.Module):
     """Recurrent student, one step -> ``(obs, h, c) -> (action_probs, h', c')`` with ``(batch, hidden)`` states."""
 
-    def __init__(self, model: ActorCritic):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
@@ -58,15 +58,16 @@ class _RecurrentProbs(nn.Module):
         return torch.softmax(logits, -1), h.squeeze(0), c.squeeze(0)
 
 
-def export_onnx(model: ActorCritic, example_obs: np.ndarray, path: Path, metadata: dict | None = None) -> Path:
+def export_onnx(model: nn.Module, example_obs: np.ndarray, path: Path, metadata: dict | None = None) -> Path:
     """Write ``model``'s policy to ``path`` as ONNX (batch size free); ``metadata`` goes into the file's
-    metadata properties (values JSON-encoded). The file is replaced atomically."""
+    metadata properties (values JSON-encoded). The file is replaced atomically. The model may live on any
+    device; the graph does not depend on it."""
     import onnx
     model = model.eval()
-    obs = torch.from_numpy(np.ascontiguousarray(example_obs[:2]))
+    obs = torch.from_numpy(np.ascontiguousarray(example_obs[:2])).to(device_of(model))
     if model.recurrent:
         wrapper = _RecurrentProbs(model)
-        state = torch.zeros(len(obs), model.hidden_size)
+        state = torch.zeros(len(obs), model.hidden_size, device=obs.device)
         args, inputs, outputs = (obs, state, state.clone()), (OBS_INPUT, *STATE_INPUTS), (PROBS_OUTPUT, *STATE_OUTPUTS)
     else:
         wrapper = _Probs(model)
@@ -98,12 +99,13 @@ def export_onnx(model: ActorCritic, example_obs: np.ndarray, path: Path, metadat
 class TorchPolicy:
     """The student in torch, deciding like the deployed one: numpy observations in, probabilities out."""
 
-    def __init__(self, model: ActorCritic):
+    def __init__(self, model: nn.Module):
         self.model = model.eval()
+        self.device = device_of(model)
         self.state = None
 
     def reset(self, batch_size: int = 1) -> None:
-        self.state = self.model.initial_state(batch_size)
+        self.state = self.model.initial_state(batch_size, self.device)
 
     @torch.inference_mode()
     def probs(self, obs: np.ndarray, episode_starts: np.ndarray | None = None) -> np.ndarray:
@@ -113,8 +115,9 @@ class TorchPolicy:
         starts = None if episode_starts is None else torch.from_numpy(np.asarray(episode_starts, np.float32))
         if self.model.recurrent and starts is None:
             starts = torch.zeros(len(obs))
-        logits, _, self.state = self.model(torch.from_numpy(obs), self.state, starts)
-        return torch.softmax(logits, -1).numpy()
+        starts = None if starts is None else starts.to(self.device)
+        logits, _, self.state = self.model(torch.from_numpy(obs).to(self.device), self.state, starts)
+        return torch.softmax(logits, -1).cpu().numpy()
 
 
 class OnnxPolicy:
@@ -165,7 +168,7 @@ class Recording:
     starts: np.ndarray
 
 
-def record_observations(task: str, model: ActorCritic, frame_stack: int, count: int, seed: int = 0) -> Recording:
+def record_observations(task: str, model: nn.Module, frame_stack: int, count: int, seed: int = 0) -> Recording:
     """``count`` consecutive observations of one env played by the student (sampled actions, seeded)."""
     import envs
     from envs.vector import EnvBatch
@@ -209,7 +212,7 @@ class ExportCheck:
         return bool(self.max_difference <= self.tolerance)
 
 
-def check_export(model: ActorCritic, onnx_path: Path, recording: Recording, tolerance: float = 1e-5) -> ExportCheck:
+def check_export(model: nn.Module, onnx_path: Path, recording: Recording, tolerance: float = 1e-5) -> ExportCheck:
     """Compare torch and onnxruntime decision by decision (and, for the feed-forward net, as one batch)."""
     expected = replay(TorchPolicy(model), recording)
     runtime = OnnxPolicy(onnx_path, threads=1)

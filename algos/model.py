@@ -9,18 +9,16 @@
    layer give a feature vector; an optional LSTM carries memory across steps; two small heads give action
    logits and the state value.
 
-The input stays ``uint8`` until the network, so rollout buffers stay small.
+The input stays ``uint8`` until the network, so rollout buffers stay small. The rest of the code builds the
+student through :mod:`algos.student`, the one place that names this class.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-
-from utils.checkpoint import CheckpointError
 
 # Number of distinct codes per observation channel: MiniGrid objects, colours, door states, agent dir + 1.
 CHANNEL_SIZES = (11, 6, 3, 5)
@@ -225,12 +223,6 @@ class ActorCritic(nn.Module):
         self.actor = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, num_actions), 0.01))
         self.critic = nn.Sequential(_init(nn.Linear(hidden_size, 64)), nn.ReLU(), _init(nn.Linear(64, 1), 1.0))
 
-    @classmethod
-    def from_config(cls, config: dict) -> "ActorCritic":
-        """A fresh network of the shape :meth:`config` describes."""
-        return cls(tuple(config["obs_shape"]), config["num_actions"], config["hidden_size"], config["recurrent"],
-                   config["ego_size"])
-
     def config(self) -> dict:
         """JSON-able constructor arguments (and the architecture version), stored in checkpoints."""
         return {"architecture": ARCHITECTURE_VERSION, "obs_shape": list(self.obs_shape), "num_actions": self.num_actions,
@@ -271,19 +263,3 @@ class ActorCritic(nn.Module):
             out, state = self.lstm(step_input.unsqueeze(0), state)
             outputs.append(out)
         return torch.cat(outputs).view(-1, self.hidden_size), state
-
-
-def check_compatible(meta: dict, task: str, obs_shape: tuple, num_actions: int, path: Path) -> None:
-    """Refuse a checkpoint made for another task or observation/action shape."""
-    if meta.get("task", "").lower() != task.lower():
-        raise CheckpointError(f"checkpoint {path} was trained on {meta.get('task')}, not {task}: "
-                              f"pass --task {meta.get('task')} or another --loaddir")
-    model = meta.get("model_config", {})
-    if model.get("architecture") != ARCHITECTURE_VERSION:
-        raise CheckpointError(f"checkpoint {path} was made by another version of the student network "
-                              f"(architecture {model.get('architecture')}, this code has {ARCHITECTURE_VERSION}); "
-                              f"retrain it with this version")
-    if tuple(model.get("obs_shape", ())) != tuple(obs_shape) or model.get("num_actions") != num_actions:
-        raise CheckpointError(f"checkpoint {path} expects observations {model.get('obs_shape')} and "
-                              f"{model.get('num_actions')} actions, this run has {list(obs_shape)} and "
-                              f"{num_actions} (different --frame_stack?)")

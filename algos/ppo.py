@@ -12,7 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from algos.buffer import RolloutBuffer
+from algos.student import device_of
 from utils.config import PPOSettings
+
+STAT_NAMES = ("policy", "value", "entropy", "distill", "approx_kl", "clipfrac")
 
 
 def distillation_loss(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
@@ -23,13 +26,16 @@ def distillation_loss(student_log_probs: torch.Tensor, teacher_probs: torch.Tens
 
 def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: RolloutBuffer,
                settings: PPOSettings, distill_coef: float, generator: torch.Generator) -> dict[str, float]:
-    """Run the PPO epochs on one rollout; returns mean losses and diagnostics for logging."""
-    stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "entropy", "distill", "approx_kl",
-                                                     "clipfrac")}
+    """Run the PPO epochs on one rollout; returns mean losses and diagnostics for logging.
+
+    The rollout moves to the model's device once, here; the diagnostics are read back once, at the end.
+    """
+    rollout = buffer.to(device_of(model))
     recurrent = getattr(model, "recurrent", False)
-    inputs = _prepared_inputs(model, buffer)
+    inputs = _prepared_inputs(model, rollout)
+    stats: list[torch.Tensor] = []  # one row of STAT_NAMES per minibatch, on the device
     for _ in range(settings.update_epochs):
-        for mb in buffer.minibatches(settings.num_minibatches, generator, recurrent, inputs):
+        for mb in rollout.minibatches(settings.num_minibatches, generator, recurrent, inputs):
             logits, values, _ = model(mb.obs, mb.initial_state, mb.episode_starts)
             log_probs = F.log_softmax(logits, dim=-1)
             new_logprobs = log_probs.gather(1, mb.actions.unsqueeze(1)).squeeze(1)
@@ -56,17 +62,17 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, buffer: Rollo
             optimizer.step()
 
             with torch.no_grad():
-                stats["policy"].append(policy_loss.item())
-                stats["value"].append(value_loss.item())
-                stats["entropy"].append(entropy.item())
-                stats["distill"].append(distill.item() if distill is not None else 0.0)
-                stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
-                stats["clipfrac"].append(((ratio - 1).abs() > settings.clip_coef).float().mean().item())
-    return {k: float(np.mean(v)) for k, v in stats.items()}
+                stats.append(torch.stack([policy_loss, value_loss, entropy,
+                                          distill if distill is not None else torch.zeros_like(policy_loss),
+                                          ((ratio - 1) - log_ratio).mean(),
+                                          ((ratio - 1).abs() > settings.clip_coef).float().mean()]))
+    # Means of the float32 values as Python floats, as one .item() per value would give them.
+    columns = np.array(torch.stack(stats).cpu().tolist()).T
+    return {name: float(np.mean(column)) for name, column in zip(STAT_NAMES, columns)}
 
 
 def _prepared_inputs(model: nn.Module, buffer: RolloutBuffer) -> tuple[torch.Tensor, ...]:
-    """The model's parameter-free input work (``ActorCritic.prepare``) for the whole rollout, done once
+    """The model's parameter-free input work (its ``prepare``) for the whole rollout, done once
     instead of once per minibatch and epoch."""
     lead = buffer.obs.shape[:2]
     with torch.no_grad():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 import envs as task_envs
+from algos.collector import CollectionSpec
 from algos.evaluate import (EvalResult, StudentPolicy, final_student_evaluation, heldout_line, run_episodes,
                             training_eval_seeds)
-from algos.model import ActorCritic, check_compatible
+from algos.pipeline import build_feed
 from algos.ppo import ppo_update
-from algos.pipeline import CollectionSpec, build_pipeline
 from algos.rollout import StopFlag, TrainingInterrupted
-from utils.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from algos.student import check_compatible, read_checkpoint
+from utils.checkpoint import CheckpointError, load_weights, save_checkpoint
 from utils.config import NO_DISTILLATION, RunConfig
 from utils.logger import RunLogger
 
@@ -44,8 +45,8 @@ class TrainResult:
     final_success_rate: float | None
     steps_to_threshold: int | None  # first eval with success >= 0.9
     env_steps_per_second: float
-    teacher_fallbacks: int
-    llm: dict  # LLM call and cache counters (empty without a live LLM)
+    teacher_fallbacks: int  # meetings of sentences the plan source had no answer for (TeacherStats.fallbacks)
+    llm: dict  # LLM call and cache counters (llm_summary; empty without a live LLM)
     final_eval: dict | None = None  # held-out final evaluation (algos.evaluate.heldout_summary)
 
     def to_json(self) -> dict:
@@ -59,18 +60,14 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def llm_counters(stats: dict | None) -> dict:
-    """LLM call/cache counters from a teacher's stats when its planner asks a live LLM; {} otherwise."""
-    stats = stats or {}
-    if "llm_calls" not in stats:
+def llm_summary(stats) -> dict:
+    """``summary.json``'s ``llm``: the LLM counters of a teacher's stats (``TeacherStats``) when its planner
+    asks a live LLM, and where its answers (one per new sentence) came from; {} otherwise."""
+    if stats is None or stats.llm is None:
         return {}
-    return {"llm_calls": stats["llm_calls"], "cache_hits": stats["cache_hits"],
-            "cache_misses": stats["cache_misses"], "outage_answers": stats["outage_answers"],
-            "llm_seconds": stats["teacher_seconds"],
-            # where the teacher's answers (one per new sentence) came from
-            "answers_from_llm": stats.get("live_answers", 0), "answers_from_cache": stats["cache_hits"],
-            "answers_from_fallback": stats["outage_answers"],
-            "oversized_answers": stats.get("oversized_answers", 0), "outage_seconds": stats.get("outage_seconds", 0.0)}
+    llm = asdict(stats.llm)
+    return {**llm, "answers_from_llm": llm["live_answers"], "answers_from_cache": llm["cache_hits"],
+            "answers_from_fallback": llm["outage_answers"]}
 
 
 class Trainer:
@@ -93,27 +90,28 @@ class Trainer:
         torch.set_num_threads(config.run.torch_threads or (1 if config.ppo.policy_lag else DEFAULT_TORCH_THREADS))
         self.device = resolve_device(config.run.device)
 
-        checkpoint = load_checkpoint(self.run_dir / CHECKPOINT_NAME) if resume else None
+        checkpoint = read_checkpoint(self.run_dir / CHECKPOINT_NAME) if resume else None
         start_iteration = checkpoint["meta"].get("iteration", 0) if checkpoint else 0
         # Fresh layouts after a resume: derive the env seed from (seed, iteration).
         spec = CollectionSpec(config.run.task, config.env.num_envs, config.ppo.num_steps, config.env.frame_stack,
                               env_seed=seed if not start_iteration else seed * 1_000_003 + start_iteration,
-                              sampling_seed=seed, gamma=config.ppo.gamma, gae_lambda=config.ppo.gae_lambda)
+                              sampling_seed=seed, gamma=config.ppo.gamma, gae_lambda=config.ppo.gae_lambda,
+                              student=config.student)
         self.observation_shape, num_actions, _ = spec.spaces
         if checkpoint:
             self._check_resumable(checkpoint, num_actions)
-        self.model = ActorCritic(self.observation_shape, num_actions, config.student.hidden_size,
-                                 config.student.recurrent, config.student.ego_size).to(self.device)
+        self.model = spec.build_student().to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.ppo.lr, eps=1e-5, fused=True)
         self.schedule = config.schedule if config.teacher.mode != "none" else NO_DISTILLATION
-        # The teacher (built by teacher_factory, here or in the rollout worker) is owned by the pipeline.
-        self.pipeline = build_pipeline(spec, self.model, teacher_factory, lambda it: self.schedule.coef(it) > 0,
-                                       self.stop, config.ppo.policy_lag, config.ppo.n_itr, self.device)
+        # The teacher (built by teacher_factory, here or in the rollout worker) is owned by the feed's collector.
+        self.feed = build_feed(spec, self.model, teacher_factory, lambda it: self.schedule.coef(it) > 0,
+                               self.stop, config.ppo.policy_lag, config.ppo.n_itr)
+        self.collector = self.feed.collector
         try:
             if self.schedule.coef(start_iteration) > 0:
                 # Ask about the first observations now: a teacher that cannot answer (LLM down, garbage) fails
                 # here, before anything is written into the run folder.
-                self.pipeline.check_teacher()
+                self.collector.check_teacher()
             self.update_generator = torch.Generator().manual_seed(seed)
             self.eval_seeds = training_eval_seeds(config.run.env_seed_list, config.eval.num_eval,
                                                   np.random.default_rng(seed + 1))
@@ -128,20 +126,14 @@ class Trainer:
             if checkpoint:
                 self._restore(checkpoint)
         except BaseException:
-            self.pipeline.close()
+            self.feed.close()
             raise
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def _check_resumable(self, checkpoint: dict, num_actions: int) -> None:
         path = self.run_dir / CHECKPOINT_NAME
-        check_compatible(checkpoint["meta"], self.config.run.task, self.observation_shape, num_actions, path)
-        saved = checkpoint["meta"].get("model_config", {})
-        wanted = {"hidden_size": self.config.student.hidden_size, "recurrent": self.config.student.recurrent,
-                  "ego_size": self.config.student.ego_size if len(self.observation_shape) == 3 else 0}
-        different = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
-        if different:
-            raise CheckpointError(f"{path} was made with a different network (saved vs now: {different}); "
-                                  f"resume with the original settings")
+        check_compatible(checkpoint["meta"], self.config.run.task, self.observation_shape, num_actions, path,
+                         self.config.student)
         if "trainer" not in checkpoint.get("extra", {}):
             raise CheckpointError(f"{path} holds no training state to resume from; start a new --savedir")
 
@@ -155,13 +147,11 @@ class Trainer:
         self.update_generator.set_state(state["update_rng"])
         self.eval_policy.generator.set_state(state["eval_rng"])
         torch.set_rng_state(state["torch_rng"])
-        teacher_state = state.get("teacher_state")
-        self.pipeline.load_state({"sampling_rng": bytes(state["sampling_rng"].numpy()),
-                                  "teacher_state": json.loads(teacher_state) if teacher_state else None})
+        # Checkpoints written before the collector had its own entry kept its two keys in the trainer's.
+        self.collector.load_state_dict(checkpoint["extra"].get("collection", state))
 
     def save(self) -> None:
         """Write ``acmodel.pt`` atomically with everything needed to resume."""
-        collection = self.pipeline.state()  # as it was when the last rollout learnt from ended
         meta = {"task": self.config.run.task, "seed": self.seed, "iteration": self.iteration,
                 "env_steps": self.env_steps, "model_config": self.model.config(), "teacher": self.config.teacher.mode,
                 "planner": self.config.teacher.planner, "frame_stack": self.config.env.frame_stack,
@@ -170,13 +160,12 @@ class Trainer:
             "iteration": self.iteration, "env_steps": self.env_steps, "steps_to_threshold": self.steps_to_threshold,
             "wall_seconds": self.wall_offset + time.perf_counter() - self.start_time,
             "update_rng": self.update_generator.get_state(),
-            "sampling_rng": torch.frombuffer(bytearray(collection["sampling_rng"]), dtype=torch.uint8),
             "eval_rng": self.eval_policy.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "teacher_state": (json.dumps(collection["teacher_state"]) if collection["teacher_state"] is not None
-                              else None),
         }
+        # The collection state as it was when the last rollout learnt from ended (a lag-1 worker may be
+        # collecting the next one): saving never waits for it.
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model.state_dict(), self.optimizer.state_dict(), meta,
-                        extra={"trainer": trainer_state})
+                        extra={"trainer": trainer_state, "collection": self.collector.state_dict()})
         if self.on_save is not None:
             self.on_save()
 
@@ -233,8 +222,8 @@ class Trainer:
         return curve
 
     def _finish(self, steps_at_start: int, curve: Path) -> TrainResult:
-        teacher_stats = self.pipeline.state()["teacher_stats"]
-        counters = llm_counters(teacher_stats)
+        teacher_stats = self.collector.teacher_stats()
+        counters = llm_summary(teacher_stats)
         if counters:
             self.logger.line(f"LLM teacher: {counters['llm_calls']} HTTP calls, {counters['cache_hits']} sentences "
                              f"answered from the cache, {counters['answers_from_llm']} by the LLM, "
@@ -248,7 +237,7 @@ class Trainer:
         last_success = self.last_eval.success_rate if self.last_eval else _last_curve_success(curve)
         result = TrainResult(str(self.run_dir), self.env_steps, self.iteration, last_success, self.steps_to_threshold,
                              steps_per_second,
-                             teacher_stats["fallbacks"] if teacher_stats else 0, counters,
+                             teacher_stats.fallbacks if teacher_stats else 0, counters,
                              final_student_evaluation(self.config, self.model, self.device, self.seed))
         if result.final_eval:
             self.logger.line(f"held-out final evaluation: {heldout_line(result.final_eval)}")
@@ -256,8 +245,9 @@ class Trainer:
         return result
 
     def close(self) -> None:
-        """Release the rollout worker (or the envs and the teacher: its LLM cache and HTTP client) and the logger."""
-        self.pipeline.close()
+        """Release the collector (its worker process, or its envs and teacher: the LLM cache and HTTP client)
+        and the logger."""
+        self.feed.close()
         if getattr(self, "logger", None) is not None:
             self.logger.close()
 
@@ -265,7 +255,7 @@ class Trainer:
         config = self.config
         coef = self.schedule.coef(self.iteration)
         start = time.perf_counter()
-        buffer, stats = self.pipeline.get(self.iteration)
+        buffer, stats = self.feed.get(self.iteration)
         losses = ppo_update(self.model, self.optimizer, buffer, config.ppo, coef, self.update_generator)
         seconds = time.perf_counter() - start
         self.iteration_seconds.append(seconds)
@@ -292,10 +282,8 @@ class Trainer:
             scalars.update({"charts/episodic_return": np.mean([e.episode_return for e in stats.episodes]),
                             "charts/episodic_length": np.mean([e.length for e in stats.episodes]),
                             "charts/success_rate": np.mean([e.success for e in stats.episodes])})
-        if stats.teacher_stats is not None:  # counters as the rollout ended (the next one may be running)
-            teacher_stats = stats.teacher_stats
-            scalars.update({"teacher/fallbacks": teacher_stats["fallbacks"], "teacher/replans": teacher_stats["replans"]})
-            scalars.update({f"teacher/{k}": v for k, v in llm_counters(teacher_stats).items()})
+        if stats.teacher is not None:  # counters as the rollout ended (the next one may be running)
+            scalars.update({f"teacher/{name}": value for name, value in stats.teacher.flat().items()})
             if stats.agreement is not None:
                 scalars["teacher/agreement"] = stats.agreement
         self.logger.scalars(scalars, self.env_steps)

@@ -10,8 +10,8 @@ its own and the table shows the median and the 99th percentile. Rows:
 * the teacher with recorded plans: an observation it has met before (its cache answers), a new observation
   (one pass over distinct observations: plans known from earlier sentences are reused), and a fresh teacher
   (nothing cached: the sentence's plans are parsed and every plan's skill is evaluated);
-* the teacher with a live LLM: the loopback fake server of the tests (``tests/fake_llm.py``, an LLM
-  stand-in that answers after ``--llm_latency`` seconds) asked about a new sentence, and the same answer
+* the teacher with a live LLM: a loopback stand-in server (``bench/llm_standin.py``, no model: it answers
+  with the oracle's plan after ``--llm_latency`` seconds) asked about a new sentence, and the same answer
   read back from the on-disk answer cache by a fresh teacher;
 * a real 33B model, not measured: ``--answer_tokens`` divided by a published generation speed (see
   ``VICUNA_33B_SOURCE``); prompt processing and queueing are left out, so it is a lower bound.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Vicuna-33B generating at batch size 1 without speculative decoding: about 18 tokens/s, read off the
 # bar chart "Speedup on different model sizes" of the Medusa report (A100 GPU).
@@ -109,9 +106,8 @@ def collect_observations(config, count: int, seed: int = 0) -> np.ndarray:
 def student_rows(config, observations: np.ndarray, num_actions: int, warmup: int = 20) -> list[Row]:
     """The untrained default student in onnxruntime and in torch, 1 thread and default threads each."""
     from algos.export import OnnxPolicy, TorchPolicy, export_onnx
-    from algos.model import ActorCritic
-    model = ActorCritic(observations.shape[1:], num_actions, config.student.hidden_size, config.student.recurrent,
-                        config.student.ego_size).eval()
+    from algos.student import build_student
+    model = build_student(config.student, observations.shape[1:], num_actions).eval()
     inputs = [obs[None] for obs in observations]
     onnx_rows, torch_rows = [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -152,17 +148,14 @@ def teacher_rows(config, observations: np.ndarray, seed: int = 0) -> list[Row]:
 
 
 def llm_rows(config, observations: np.ndarray, latency: float, calls: int, seed: int = 0) -> list[Row]:
-    """The teacher asking the loopback fake LLM about a new sentence, and reading the answer from disk."""
-    if str(ROOT / "tests") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tests"))
-    from fake_llm import FakeLLMServer  # a test double of an LLM server, not an LLM
-
+    """The teacher asking the loopback stand-in LLM about a new sentence, and reading the answer from disk."""
+    from bench.llm_standin import StandInLLM
     from planners.factory import build_teacher
     from utils.config import RunConfig
     channels = observations.shape[1] // config.env.frame_stack
     inputs = [obs[None, -channels:] for obs in observations[:calls]]
     asked, replayed = [], []
-    with tempfile.TemporaryDirectory() as folder, FakeLLMServer(delay=latency) as server:
+    with tempfile.TemporaryDirectory() as folder, StandInLLM(delay=latency) as server:
         for i, x in enumerate(inputs):  # a new cache per sentence: every first teacher has to ask
             llm_config = RunConfig.from_flat({**config.flat(), "planner": "llm", "llm_url": server.url,
                                               "logdir": folder,
@@ -173,7 +166,7 @@ def llm_rows(config, observations: np.ndarray, latency: float, calls: int, seed:
                 teacher.close()
         requests = server.requests
     if requests != len(inputs):
-        raise RuntimeError(f"expected {len(inputs)} requests to the fake LLM, it received {requests}")
+        raise RuntimeError(f"expected {len(inputs)} requests to the stand-in LLM, it received {requests}")
     what = f"teacher, live LLM (loopback fake, {latency:g} s per request)"
     return [Row(f"{what}, new sentence: one request", np.array(asked)),
             Row(f"{what}, answer in the on-disk cache", np.array(replayed))]

@@ -80,7 +80,7 @@ def parts_steps_per_second(config, iterations: int, seed: int = 0) -> tuple[floa
         try:
             for iteration in range(iterations + 1):  # the first iteration pays torch's first-call costs
                 start = time.perf_counter()
-                buffer, _ = trainer.pipeline.get(iteration)
+                buffer, _ = trainer.feed.get(iteration)
                 middle = time.perf_counter()
                 ppo_update(trainer.model, trainer.optimizer, buffer, config.ppo, trainer.schedule.coef(iteration),
                            trainer.update_generator)

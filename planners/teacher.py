@@ -19,7 +19,7 @@ A plan with no advice (nothing left to do) gives the family's "no advice" row. E
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -42,7 +42,7 @@ class Teacher(Protocol):
     def reset(self, env_index: int) -> None:
         """Environment ``env_index`` started a new episode."""
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> TeacherStats:
         """Counters for logs and summaries (fallbacks, re-plans, LLM calls...)."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -53,6 +53,41 @@ class Teacher(Protocol):
 
     def close(self) -> None:
         """Release files and connections (the LLM's answer cache and HTTP client)."""
+
+
+@dataclass(frozen=True)
+class LLMCounters:
+    """What a live LLM plan source counted (``LLMPlanSource.counters()``, one name per counter)."""
+
+    llm_calls: int  # HTTP requests sent
+    cache_hits: int  # sentences answered from the on-disk answer cache
+    cache_misses: int  # sentences the cache did not hold
+    live_answers: int  # sentences answered by the server
+    unparsed_answers: int  # answers with no readable plan (each became "explore")
+    outage_answers: int  # stand-in answers given while the server was down (or offline and not cached)
+    oversized_answers: int  # answers dropped for their size
+    outage_seconds: float  # time spent waiting on a failing server
+    llm_seconds: float  # wall time of the LLM requests, summed (concurrent ones each counted)
+
+
+@dataclass(frozen=True)
+class TeacherStats:
+    """A teacher's counters since it was built: the planner's, and its LLM source's when it asks one."""
+
+    fallbacks: int  # meetings of a sentence the plan source had no answer for (the planner said "explore")
+    replans: int  # hard "commit" teacher: plans given up because they stalled or could not run
+    llm: LLMCounters | None = None
+
+    def flat(self) -> dict[str, float]:
+        """Every counter by its own name (``llm`` unfolded): the names logged as ``teacher/<name>``."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "llm"}
+        if self.llm is None:
+            return own
+        llm = asdict(self.llm)
+        clashes = own.keys() & llm.keys()
+        if clashes:
+            raise ValueError(f"teacher counters {sorted(clashes)} are named twice")
+        return {**own, **llm}
 
 
 @dataclass(frozen=True)
@@ -179,12 +214,10 @@ class PlanTeacher:
         self.steps += len(observations)
         return probs
 
-    def stats(self) -> dict[str, float]:
-        counters = {"fallbacks": self.planner.fallback_count, "replans": self.replans}
-        source_counters = getattr(self.planner.source, "counters", None)
-        if source_counters is not None:
-            counters.update(source_counters())
-        return counters
+    def stats(self) -> TeacherStats:
+        source_counters = getattr(self.planner.source, "counters", None)  # only a live LLM source counts
+        return TeacherStats(fallbacks=self.planner.fallback_count, replans=self.replans,
+                            llm=LLMCounters(**source_counters()) if source_counters is not None else None)
 
     def state_dict(self) -> dict[str, Any]:
         # Committed plans are not kept: episodes in progress restart on fresh layouts after a resume.

@@ -2,14 +2,16 @@
 
 Layers, bottom to top: utils -> envs -> planners (the teacher; planners/llm the LLM plumbing) -> algos (the
 student and its training) -> bench, main. A module imports only from its own layer and the layers below, with
-two further rules: the LLM package knows nothing of any task family, and algos sees the teacher only through
-its interface (planners.teacher.Teacher).
+further rules: the LLM package knows nothing of any task family, algos sees the teacher only through its
+interface (planners.teacher.Teacher and the TeacherStats it reports), bench never imports the test suite, and
+no two modules of algos or bench import each other, however indirectly (no import circles).
 
 Every import counts, including those inside functions (lazy imports are still dependencies).
 """
 from __future__ import annotations
 
 import ast
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -96,8 +98,10 @@ def test_planners_never_import_torch_nor_the_student():
 
 
 def test_algos_sees_the_teacher_only_through_its_interface():
-    """The trainer may name the Teacher protocol (planners.teacher.Teacher); nothing else from planners."""
-    assert violations("algos", ("planners", "bench", "main"), allowed=("planners.teacher.Teacher",)) == []
+    """The trainer may name the Teacher protocol and what it reports (planners.teacher.Teacher, TeacherStats);
+    nothing else from planners."""
+    allowed = ("planners.teacher.Teacher", "planners.teacher.TeacherStats")
+    assert violations("algos", ("planners", "bench", "main"), allowed=allowed) == []
 
 
 def test_envs_import_nothing_above_them():
@@ -121,3 +125,92 @@ def test_utils_import_nothing_above_them():
         path = PROJECT / (module.replace(".", "/") + ".py")
         assert all(any(under(name, t) for t in targets) for name, _ in imports_of(path)
                    if any(under(name, f) for f in UTILS_FORBIDDEN)), f"{module} is only a shim"
+
+
+def test_bench_never_imports_the_test_suite():
+    """The benches bring their own stand-ins (bench/llm_standin.py), nor do they put tests/ on sys.path."""
+    suite = ("tests",) + tuple(path.stem for path in (PROJECT / "tests").rglob("*.py"))
+    assert violations("bench", suite) == []
+    reaching_in = [f"{path.relative_to(PROJECT)}" for path in modules("bench")
+                   if re.search(r"sys\.path\.(insert|append)", path.read_text(encoding="utf-8"))]
+    assert reaching_in == []
+
+
+def project_module(name: str) -> str | None:
+    """The project module an imported name belongs to (the longest prefix that is a module), or None."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        base = PROJECT.joinpath(*parts[:end])
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return ".".join(parts[:end])
+    return None
+
+
+def import_graph(packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+    """module -> the project modules it imports (at any level of the file, lazily or not)."""
+    graph = {}
+    for package in packages:
+        for path in modules(package):
+            targets = {project_module(name) for name, _ in imports_of(path)}
+            graph[module_name(path)] = {t for t in targets if t is not None and t != module_name(path)}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or not (strongly connected components of more
+    than one module; Tarjan's algorithm)."""
+    index, low, on_stack, stack, circles = {}, {}, set(), [], []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph.get(module, ()):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_the_circle_finder_finds_indirect_circles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"f"}, "f": set()}
+    assert import_circles(graph) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles_in_algos_or_bench():
+    circles = [group for group in import_circles(import_graph())
+               if any(under(module, package) for module in group for package in ("algos", "bench"))]
+    assert circles == []
+
+
+def test_collection_lives_in_the_collector():
+    """Only algos/collector.py turns observations into the teacher's input (their newest frame), once."""
+    calls = {str(path.relative_to(PROJECT)): len(re.findall(r"\.latest\(", path.read_text(encoding="utf-8")))
+             for path in modules("algos")}
+    assert {path: count for path, count in calls.items() if count} == {"algos/collector.py": 1}
+
+
+def test_only_the_student_builder_names_the_network():
+    """algos/student.py builds the student; everything else gets it from there (to try another network,
+    change that one file)."""
+    sources = [path for package in ("algos", "bench") for path in modules(package)] + [PROJECT / "main.py"]
+    naming = sorted(str(path.relative_to(PROJECT)) for path in sources
+                    if re.search(r"\bActorCritic\b", path.read_text(encoding="utf-8")))
+    assert naming == ["algos/model.py", "algos/student.py"]

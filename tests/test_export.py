@@ -10,8 +10,9 @@ import main
 from algos import export
 from algos.evaluate import load_student
 from algos.export import OnnxPolicy, TorchPolicy
-from algos.model import ActorCritic
+from algos.student import build_student
 from utils.checkpoint import save_checkpoint
+from utils.config import StudentSettings
 
 
 def make_checkpoint(logdir, name, recurrent=False, frame_stack=1, seed=0):
@@ -20,8 +21,8 @@ def make_checkpoint(logdir, name, recurrent=False, frame_stack=1, seed=0):
     torch.manual_seed(seed)
     env = envs.make_env("SimpleDoorKey")
     channels, width, height = env.observation_space.shape
-    model = ActorCritic((channels * frame_stack, width, height), int(env.action_space.n), hidden_size=16,
-                        recurrent=recurrent, ego_size=5)
+    model = build_student(StudentSettings(recurrent=recurrent, hidden_size=16, ego_size=5),
+                          (channels * frame_stack, width, height), int(env.action_space.n))
     path = logdir / "ppo" / "simpledoorkey" / name / "acmodel.pt"
     save_checkpoint(path, model.state_dict(), None, {"task": "SimpleDoorKey", "seed": seed, "iteration": 1,
                                                      "env_steps": 16, "model_config": model.config(),

@@ -100,7 +100,7 @@ def test_build_teacher_uses_the_registered_habitat_task(monkeypatch):
     monkeypatch.setenv("LLM4TEACH_HABITAT_BACKEND", "tests.fakes.habitat_fake:FakeHabitatBackend")
     config = build_config("HabitatRearrange", {"planner": "oracle", "teacher": "soft"})
     teacher = build_teacher(config, num_envs=1, seed=0)
-    assert teacher.mode == "soft" and teacher.stats()["fallbacks"] == 0
+    assert teacher.mode == "soft" and teacher.stats().fallbacks == 0
     assert isinstance(teacher.family, HabitatFamily)
     probs = teacher.action_probs(obs_for(teacher.family.layout)[None])
     assert probs[0].argmax() == NAV_OBJ and probs[0].max() == 1.0

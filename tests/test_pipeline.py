@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import algos.trainer as trainer_module
-from algos.pipeline import RemoteTraceback, RolloutWorkerError
+from algos.collector_process import RemoteTraceback, RolloutWorkerError
 from algos.rollout import StopFlag, TrainingInterrupted
 from algos.trainer import Trainer
 from planners.factory import training_teacher_factory
@@ -112,7 +112,7 @@ def test_a_dead_worker_is_an_error_not_a_hang_and_the_run_keeps_its_checkpoint(t
 
     def kill_after_first_update(*args):
         losses = real(*args)
-        os.kill(trainer.pipeline.process.pid, signal.SIGKILL)
+        os.kill(trainer.collector.process.pid, signal.SIGKILL)
         return losses
     monkeypatch.setattr(trainer_module, "ppo_update", kill_after_first_update)
     with pytest.raises(RolloutWorkerError, match="died"):
@@ -128,7 +128,7 @@ def test_the_worker_ignores_sigint_the_learner_decides(tmp_path, monkeypatch):
 
     def interrupt_worker(*args):
         if not interrupted:  # as Ctrl-C in a terminal does: the whole process group gets SIGINT
-            os.kill(trainer.pipeline.process.pid, signal.SIGINT)
+            os.kill(trainer.collector.process.pid, signal.SIGINT)
             interrupted.append(True)
         return real(*args)
     monkeypatch.setattr(trainer_module, "ppo_update", interrupt_worker)

@@ -318,12 +318,17 @@ GOOD_META = {"task": "SimpleDoorKey", "iteration": 1, "env_steps": 16, "frame_st
     ({"model_config": {"recurrent": "yes"}}, "recurrent"), ({"model_config": {"ego_size": -1}}, "ego_size"),
 ])
 def test_check_meta_refuses_wrong_types_and_sizes(change, what):
-    check_meta(GOOD_META, Path("x.pt"))
+    from algos.student import check_config  # what the student's own model_config may hold
+
+    def check(meta):
+        check_meta(meta, Path("x.pt"))
+        check_config(meta["model_config"], Path("x.pt"))
+    check(GOOD_META)
     meta = {**GOOD_META, **change}
     if isinstance(change.get("model_config"), dict):
         meta["model_config"] = {**GOOD_META["model_config"], **change["model_config"]}
     with pytest.raises(CheckpointError, match=what):
-        check_meta(meta, Path("x.pt"))
+        check(meta)
 
 
 # -- sweeps -------------------------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ def test_coarse_view_counts_codes_per_block():
 
 
 def test_checkpoints_of_another_architecture_are_refused(tmp_path):
-    from algos.model import check_compatible
+    from algos.student import check_compatible
     from utils.checkpoint import CheckpointError
     meta = {"task": "SimpleDoorKey", "model_config": {"architecture": 1, "obs_shape": [4, 10, 10], "num_actions": 7}}
     with pytest.raises(CheckpointError, match="another version of the student network"):

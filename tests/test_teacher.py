@@ -98,7 +98,7 @@ def test_commit_gives_up_a_stalled_plan_and_does_not_draw_it_again():
     rows = [int(teacher.action_probs(obs[None])[0].argmax()) for _ in range(12)]
     assert rows[:6] == [DONE] * 6, "the same observation again and again: no progress"
     assert rows[6:] == [FORWARD] * 6, "after the stall the other plan is followed"
-    assert teacher.stats()["replans"] == 1
+    assert teacher.stats().replans == 1
 
 
 def test_commit_replans_at_once_when_an_option_cannot_run():
@@ -146,7 +146,7 @@ def test_unanswered_sentence_falls_back_to_explore_and_is_counted():
     probs = teacher.action_probs(obs[None])[0]
     assert probs.sum() == pytest.approx(1.0)
     assert teacher.planner.unanswered_sentences == {"Agent sees <key>, <door>, holds <nothing>.": 1}
-    assert teacher.stats()["fallbacks"] == 1
+    assert teacher.stats().fallbacks == 1
 
 
 def test_safe_invalid_option_explores_and_nothing_left_gives_no_advice():

@@ -14,11 +14,8 @@ import torch
 
 FORMAT_VERSION = 1
 TEMP_SUFFIX = ".tmp"  # save_checkpoint writes <name>.<random>.tmp, then renames it to <name>
-# Largest sizes a checkpoint's metadata may ask for: the network is built from these numbers before its weights
-# are loaded, so a damaged or hostile file must not be able to request gigabytes. They are well above anything
-# this project trains (hidden 128, maps up to 25x25, 7 actions).
-META_LIMITS = {"hidden_size": 4096, "num_actions": 1024, "frame_stack": 64, "ego_size": 255,
-               "map_side": 128, "map_channels": 256, "vector_size": 65536}
+# Largest frame stack a checkpoint may ask for (the student's own sizes are checked by algos/student.py).
+MAX_FRAME_STACK = 64
 
 
 class CheckpointError(ValueError):
@@ -76,42 +73,33 @@ def load_checkpoint(path: Path) -> dict:
     return payload
 
 
+def unusable_meta(path: Path, what: str) -> CheckpointError:
+    """The error for a checkpoint whose metadata cannot be used (``what``: which field, and why)."""
+    return CheckpointError(f"checkpoint {path} has unusable metadata ({what}): it is damaged or was not "
+                           f"written by LLM4Teach; use another one or retrain")
+
+
+def whole_number(value, low: int, high: int | None = None) -> bool:
+    """Whether ``value`` is an int (not a bool) in ``low..high`` (no upper bound when ``high`` is None)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+
+
 def check_meta(meta, path: Path) -> None:
-    """Refuse metadata of the wrong types or asking for absurd sizes, before any network is built from it."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {path} has unusable metadata ({what}): it is damaged or was not "
-                               f"written by LLM4Teach; use another one or retrain")
+    """Refuse metadata of the wrong types or asking for absurd sizes, before any network is built from it.
 
-    def whole(value, low: int, high: int | None = None) -> bool:
-        return (isinstance(value, int) and not isinstance(value, bool) and value >= low
-                and (high is None or value <= high))
-
+    The student's own description (``model_config``) is only required to be a mapping here; what it may hold
+    is checked by the student's builder (``algos.student.check_config``)."""
     if not isinstance(meta, dict):
-        raise bad("meta is not a mapping")
+        raise unusable_meta(path, "meta is not a mapping")
     if not isinstance(meta.get("task"), str):
-        raise bad("task is not a name")
+        raise unusable_meta(path, "task is not a name")
     for key in ("iteration", "env_steps"):
-        if not whole(meta.get(key), 0):
-            raise bad(f"{key} = {meta.get(key)!r}, expected a whole number >= 0")
-    if not whole(meta.get("frame_stack", 1), 1, META_LIMITS["frame_stack"]):
-        raise bad(f"frame_stack = {meta.get('frame_stack')!r}, expected 1..{META_LIMITS['frame_stack']}")
-    model = meta.get("model_config")
-    if not isinstance(model, dict):
-        raise bad("no model_config")
-    shape = model.get("obs_shape")
-    if not isinstance(shape, (list, tuple)) or len(shape) not in (1, 3) or not all(whole(d, 1) for d in shape):
-        raise bad(f"obs_shape = {shape!r}, expected [size] or [channels, width, height]")
-    limits = ([META_LIMITS["vector_size"]] if len(shape) == 1 else
-              [META_LIMITS["map_channels"], META_LIMITS["map_side"], META_LIMITS["map_side"]])
-    if any(d > limit for d, limit in zip(shape, limits)):
-        raise bad(f"obs_shape = {list(shape)} exceeds {limits}")
-    checks = {"num_actions": (1, META_LIMITS["num_actions"]), "hidden_size": (1, META_LIMITS["hidden_size"]),
-              "ego_size": (0, META_LIMITS["ego_size"]), "architecture": (0, None)}
-    for key, (low, high) in checks.items():
-        if not whole(model.get(key), low, high):
-            raise bad(f"{key} = {model.get(key)!r}, expected a whole number in {low}..{high or 'any'}")
-    if not isinstance(model.get("recurrent"), bool):
-        raise bad(f"recurrent = {model.get('recurrent')!r}, expected true or false")
+        if not whole_number(meta.get(key), 0):
+            raise unusable_meta(path, f"{key} = {meta.get(key)!r}, expected a whole number >= 0")
+    if not whole_number(meta.get("frame_stack", 1), 1, MAX_FRAME_STACK):
+        raise unusable_meta(path, f"frame_stack = {meta.get('frame_stack')!r}, expected 1..{MAX_FRAME_STACK}")
+    if not isinstance(meta.get("model_config"), dict):
+        raise unusable_meta(path, "no model_config")
 
 
 def load_weights(module: torch.nn.Module, state: dict, path: Path) -> None:

@@ -191,17 +191,19 @@ class LLMPlanSource:
         return CacheKey.build(self.model_name, self.system_prompt, sentence, self.temperature, self.n_samples)
 
     def counters(self) -> dict:
-        """Return the counters as a dict (for logs and config/summary files)."""
+        """Return the counters as a dict (for logs and config/summary files), by the names of
+        ``planners.teacher.LLMCounters`` (the planner's own ``fallbacks`` is another counter, so the answers
+        that became "explore" are ``unparsed_answers`` here)."""
         return {
             "llm_calls": self.llm_calls,
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "live_answers": self.live_answers,
-            "fallbacks": self.fallbacks,
+            "unparsed_answers": self.fallbacks,
             "outage_answers": self.outage_answers,
             "oversized_answers": self.oversized_answers,
             "outage_seconds": round(self._clock.total, 3),
-            "teacher_seconds": round(self.teacher_seconds, 3),
+            "llm_seconds": round(self.teacher_seconds, 3),
         }
 
     def close(self) -> None:
