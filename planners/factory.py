@@ -62,9 +62,10 @@ def build_llm_source(config):
     :mod:`planners.llm.source` for what its failures do). With ``llm_offline`` there is no client at all.
     """
     from planners.llm.cache import AnswerCache
-    from planners.llm.client import ChatCompletionsClient, LLMConfigError
-    from planners.llm.source import LLMPlanSource, system_prompt
+    from planners.llm.client import API_DEFAULT_MAX_TOKENS, LLMConfigError, build_client
+    from planners.llm.source import LLMPlanSource
     from utils.config import project_path
+    prompt = llm_prompt(config)
     cache_path = Path(config.llm.cache) if config.llm.cache else Path(config.run.logdir) / "llm_cache.sqlite"
     client = None
     if config.llm.offline:
@@ -72,21 +73,31 @@ def build_llm_source(config):
             raise LLMConfigError(f"--llm_offline replays the answer cache, but there is no cache at {cache_path}; "
                                  f"pass --llm_cache PATH, or fill one with `main.py cache import`")
     else:
-        client = ChatCompletionsClient(config.llm.url, config.llm.model, temperature=config.llm.temperature,
-                                       timeout=config.llm.timeout, max_retries=config.llm.max_retries,
-                                       max_concurrency=config.llm.max_concurrency,
-                                       api_key_env=config.llm.api_key_env,
-                                       max_answer_chars=config.llm.max_answer_chars)
+        client = build_client(config.llm.api, config.llm.url, config.llm.model, stop=prompt.stop,
+                              temperature=config.llm.temperature, timeout=config.llm.timeout,
+                              max_retries=config.llm.max_retries, max_concurrency=config.llm.max_concurrency,
+                              max_tokens=config.llm.max_tokens or API_DEFAULT_MAX_TOKENS[config.llm.api],
+                              api_key_env=config.llm.api_key_env, max_answer_chars=config.llm.max_answer_chars)
     fallback = None
     if config.teacher.recorded_table and config.teacher.recorded_plans:
         try:
             fallback = RecordedPlanSource(config.teacher.recorded_table, project_path(config.teacher.recorded_plans))
         except ValueError as err:
             log.warning("no recorded plans to fall back on during LLM outages: %s", err)
-    return LLMPlanSource(client, AnswerCache(cache_path), system_prompt(config.llm.prompt), n_samples=config.llm.samples,
+    return LLMPlanSource(client, AnswerCache(cache_path), prompt, n_samples=config.llm.samples,
                          max_reasks=config.llm.max_reasks, model_name=config.llm.model,
                          temperature=config.llm.temperature, task=config.run.task.lower(), fallback=fallback,
                          on_outage=config.llm.on_outage, outage_budget=config.llm.outage_budget)
+
+
+def llm_prompt(config):
+    """The prompt form of ``config.llm.api`` for the task (a task config without one is a ConfigError)."""
+    from planners.llm.prompts import prompt_for
+    from utils.config import ConfigError
+    try:
+        return prompt_for(config.llm.api, config.llm.prompt)
+    except ValueError as err:
+        raise ConfigError(f"{config.run.task}: {err}") from None
 
 
 def build_training_teacher(config, seed: int) -> PlanTeacher | None:

@@ -40,9 +40,10 @@ import time
 from planners.llm.answers import extract_plan
 from planners.llm.cache import AnswerCache, CacheKey
 from planners.llm.client import DroppedAnswer, LLMConfigError, LLMTransientError
+from planners.llm.prompts import ChatPrompt
 
 __all__ = ["LLMPlanSource", "LLMGarbageError", "LLMOutageError", "LLMOfflineMissError", "TemporaryAnswer",
-           "FALLBACK_PLAN", "ON_OUTAGE", "system_prompt"]
+           "FALLBACK_PLAN", "ON_OUTAGE"]
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,12 @@ class LLMPlanSource:
     """Plan distributions from a live LLM, memoised in an :class:`AnswerCache`.
 
     Args:
-        client: a :class:`planners.llm.client.ChatCompletionsClient` (anything
-            with ``complete(messages, n)``, ``temperature`` and optionally
+        client: a :mod:`planners.llm.client` client of the prompt's API (anything
+            with ``complete(query, n)``, ``temperature`` and optionally
             ``requests_made`` and ``model``), or None to replay the cache only.
         cache: where answers are looked up first and stored afterwards.
-        system_prompt: the teacher prompt (task description and examples).
+        prompt: how a sentence becomes a question (:mod:`planners.llm.prompts`: the chat form or the
+            few-shot completions form); a plain text is the chat form's system message.
         n_samples: answers asked per observation.
         max_reasks: how many extra rounds unparseable answers are re-asked.
         model_name: model name for cache keys; defaults to ``client.model`` (required without a client).
@@ -125,7 +127,7 @@ class LLMPlanSource:
         self,
         client,
         cache: AnswerCache,
-        system_prompt: str,
+        prompt,
         n_samples: int = 10,
         max_reasks: int = 2,
         model_name: str | None = None,
@@ -145,7 +147,7 @@ class LLMPlanSource:
             raise ValueError("without a client, model_name and temperature are needed for the cache keys")
         self.client = client
         self.cache = cache
-        self.system_prompt = system_prompt
+        self.prompt = ChatPrompt(prompt) if isinstance(prompt, str) else prompt
         self.n_samples = int(n_samples)
         self.max_reasks = int(max_reasks)
         self.model_name = model_name if model_name is not None else client.model
@@ -188,7 +190,7 @@ class LLMPlanSource:
 
     def key_for(self, sentence: str) -> CacheKey:
         """Return the cache key this source uses for ``sentence``."""
-        return CacheKey.build(self.model_name, self.system_prompt, sentence, self.temperature, self.n_samples)
+        return CacheKey.build(self.model_name, self.prompt.cache_text, sentence, self.temperature, self.n_samples)
 
     def counters(self) -> dict:
         """Return the counters as a dict (for logs and config/summary files), by the names of
@@ -318,13 +320,18 @@ class LLMPlanSource:
     def _distribution(parsed: list[str | None]) -> list[tuple[str, float]]:
         return AnswerCache.distribution([FALLBACK_PLAN if plan is None else plan for plan in parsed])
 
-    def _complete(self, messages: list[dict], n: int, timeout: float | None) -> list[str]:
-        """Ask the client, keeping the HTTP-request and wall-time counters."""
+    def _complete(self, query, n: int, cap: float | None) -> list[str]:
+        """Ask the client, keeping the HTTP-request and wall-time counters; answers read back in full form.
+
+        ``cap`` (a monotonic time, or None) bounds the whole question, re-asks included.
+        """
         start = time.perf_counter()
         try:
-            if timeout is None:
-                return self.client.complete(messages, n)
-            return self.client.complete(messages, n, timeout=timeout)
+            if cap is None:
+                texts = self.client.complete(query, n)
+            else:
+                texts = self.client.complete(query, n, timeout=max(cap - time.monotonic(), 0.001))
+            return [self.prompt.answer(text) for text in texts]
         finally:
             with self._lock:
                 self.teacher_seconds += time.perf_counter() - start
@@ -336,18 +343,16 @@ class LLMPlanSource:
         Returns the final raw answer of every slot and its plan (None if it
         never parsed), index-aligned.
         """
-        messages = [
-            {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": sentence},
-        ]
-        raw = list(self._complete(messages, self.n_samples, timeout))
+        query = self.prompt.request(sentence)
+        cap = None if timeout is None else time.monotonic() + timeout
+        raw = list(self._complete(query, self.n_samples, cap))
         parsed = [extract_plan(answer) for answer in raw]
         for _ in range(self.max_reasks):
             failed = [i for i, plan in enumerate(parsed) if plan is None]
             if not failed:
                 break
             log.info("re-asking %d unparseable answers for %r", len(failed), sentence)
-            for i, answer in zip(failed, self._complete(messages, len(failed), timeout)):
+            for i, answer in zip(failed, self._complete(query, len(failed), cap)):
                 raw[i] = answer
                 parsed[i] = extract_plan(answer)
         unparsed = sum(plan is None for plan in parsed)
@@ -356,12 +361,3 @@ class LLMPlanSource:
                         unparsed, len(parsed), sentence, FALLBACK_PLAN)
         return raw, parsed
 
-
-def system_prompt(prompt: dict | None) -> str:
-    """The system message: the task description followed by one worked example."""
-    if not prompt or not prompt.get("description"):
-        raise ValueError("the task config has no prompt: add prompt.description and prompt.example to its yaml")
-    text = prompt["description"].strip()
-    if prompt.get("example"):
-        text += "\n\nExample:\n" + prompt["example"].strip()
-    return text

@@ -1,0 +1,126 @@
+"""The live LLM path against a real model: llama.cpp's server with Gemma-3-270M, both from requirements-llm.txt.
+
+These tests need the real server and model (installed by the README's test command); without them they fail,
+they do not skip. Each module worker starts its own server on a free loopback port and stops it at the end.
+"""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import main
+from utils.local_llm import MODEL_ALIAS, LocalLLMError, free_port, model_file, start_server
+
+PROJECT = Path(__file__).resolve().parents[1]
+SMALL = ["--num_envs", "4", "--num_steps", "32", "--n_itr", "2", "--eval_interval", "0", "--log_interval", "1",
+         "--final_eval_episodes", "0"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """The assembled model file, shared by the test processes of one run (assembly is atomic)."""
+    return model_file(tmp_path_factory.getbasetemp().parent / "gemma_model")
+
+
+@pytest.fixture(scope="module")
+def gemma(model, tmp_path_factory):
+    server = start_server(model, port=free_port(), ready_timeout=90,
+                          log_path=tmp_path_factory.mktemp("llama") / "server.log")
+    yield server
+    server.stop()
+
+
+def live(server, api="completions"):
+    return ["--planner", "llm", "--llm_url", server.url, "--llm_model", MODEL_ALIAS, "--llm_api", api]
+
+
+def test_the_teacher_alone_with_completions_gives_parseable_plans_and_successes(gemma, tmp_path, capsys):
+    code = main.main(["eval", "--eval_teacher", "--task", "SimpleDoorKey", *live(gemma), "--logdir", str(tmp_path),
+                      "--heldout", "--final_eval_episodes", "100", "--num_videos", "0"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "ppo" / "simpledoorkey" / "eval" / "teacher_results.json").read_text())
+    with sqlite3.connect(tmp_path / "llm_cache.sqlite") as db:
+        entries = db.execute("SELECT sentence, parsed_plans FROM answers").fetchall()
+    plans = [plan for _, parsed in entries for plan in json.loads(parsed)]
+    assert len(entries) >= 2 and all(sentence.startswith("Agent sees <") for sentence, _ in entries)
+    assert sum(plan is not None for plan in plans) >= 0.8 * len(plans), "completions answers parse as plans"
+    assert len({plan for plan in plans if plan}) >= 2, "ten samples at temperature 0.7 are not all one plan"
+    assert sum(result["successes"]) >= 1, "an imperfect teacher, but one that opens some doors"
+
+
+def test_a_short_training_run_then_a_rerun_from_the_cache_makes_no_request(gemma, tmp_path, capsys):
+    args = ["train", "--task", "SimpleDoorKey", *live(gemma), "--logdir", str(tmp_path), *SMALL]
+    assert main.main(args + ["--savedir", "first"]) == 0, capsys.readouterr().err
+    assert main.main(args + ["--savedir", "second"]) == 0, capsys.readouterr().err
+    first, second = (json.loads((tmp_path / "ppo" / "simpledoorkey" / run / "summary.json").read_text())["llm"]
+                     for run in ("first", "second"))
+    assert first["llm_calls"] > 0 and first["answers_from_llm"] > 0
+    assert second["llm_calls"] == 0 and second["answers_from_llm"] == 0 and second["answers_from_cache"] > 0
+    assert "LLM teacher: 0 HTTP calls" in capsys.readouterr().out
+
+
+def test_chat_with_this_base_model_ends_as_unusable_answers_in_one_line(gemma, tmp_path, capsys):
+    # Greedy and short: the base model restates the prompt's reasoning and never reaches an 'Action: {...}'.
+    start = time.monotonic()
+    code = main.main(["train", "--task", "SimpleDoorKey", *live(gemma, api="chat"), "--savedir", "chat",
+                      "--logdir", str(tmp_path), "--llm_temperature", "0", "--llm_max_tokens", "16",
+                      "--llm_samples", "2", *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "gave no parseable 'Action: {...}'" in err and "--llm_model" in err
+    assert not (tmp_path / "ppo" / "simpledoorkey" / "chat").exists(), "a refused run leaves no folder"
+    assert time.monotonic() - start < 60
+
+
+def test_the_server_killed_mid_run_takes_the_outage_path_and_keeps_the_checkpoint(model, tmp_path):
+    # The cache answers three sentences (the recorded plans, which lead the student to the key); three are
+    # left to the LLM: 'sees nothing, holds nothing', met at once, and the two met only once a key is held.
+    recorded = json.loads((PROJECT / "planners" / "data" / "recorded_vicuna33b_plans.json").read_text())
+    prefilled = [e for e in recorded["simpledoorkey"] if "holds <nothing>" in e["observation"]
+                 and "sees <nothing>" not in e["observation"]]
+    (tmp_path / "some.json").write_text(json.dumps({"simpledoorkey": prefilled}))
+    settings = ["--llm_model", MODEL_ALIAS, "--llm_api", "completions", "--llm_samples", "3"]
+    assert main.main(["cache", "import", "--task", "SimpleDoorKey", "--cache", str(tmp_path / "llm_cache.sqlite"),
+                      "--json", str(tmp_path / "some.json"), *settings]) == 0
+    server = start_server(model, port=free_port(), ready_timeout=90, log_path=tmp_path / "server.log")
+    run_dir = tmp_path / "ppo" / "simpledoorkey" / "outage"
+    command = [sys.executable, str(PROJECT / "main.py"), "train", "--task", "SimpleDoorKey", *live(server),
+               "--savedir", "outage", "--logdir", str(tmp_path), "--llm_on_outage", "stop", "--llm_samples", "3",
+               "--num_envs", "4", "--num_steps", "32", "--n_itr", "300", "--save_interval", "1",
+               "--eval_interval", "0", "--final_eval_episodes", "0", "--log_interval", "0"]
+    trainer = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "acmodel.pt").exists():  # the LLM has answered, one iteration is saved
+            assert trainer.poll() is None and time.monotonic() < deadline, trainer.communicate()
+            time.sleep(0.02)
+        trainer.send_signal(signal.SIGSTOP)  # hold the run still while its server goes away
+        server.stop()
+        trainer.send_signal(signal.SIGCONT)
+        _, err = trainer.communicate(timeout=180)
+    finally:
+        trainer.kill()
+        server.stop()
+    # The first sentence the cache lacks after that meets the dead server: the outage path, --llm_on_outage stop.
+    assert trainer.returncode == 3, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: LLM server at") and "--llm_on_outage is stop" in line
+    assert "is kept" in line and "--resume" in line and "Traceback" not in err
+    assert (run_dir / "acmodel.pt").exists()
+
+
+def test_a_port_in_use_and_a_damaged_model_file_are_one_line_errors(gemma, tmp_path):
+    port = int(gemma.url.rsplit(":", 1)[1])
+    with pytest.raises(LocalLLMError, match=f"port {port} .* is in use"):
+        start_server(Path("unused.gguf"), port=port)
+    damaged = tmp_path / "gemma-3-270m-q4_k_m.gguf"
+    damaged.write_bytes(b"GGUF not really a model")
+    with pytest.raises(LocalLLMError, match="is not the model .* delete it"):
+        model_file(tmp_path)
+    assert damaged.read_bytes() == b"GGUF not really a model", "a file that is not the model is left as it is"
