@@ -79,7 +79,9 @@ def test_sweep_names_leading_outside_are_refused(tmp_path, capsys):
 
 
 def test_unwritable_logdir_is_one_line_before_anything_runs(tmp_path):
-    """A real permission problem: the command runs as an unprivileged user (or as is, when not root)."""
+    """A real permission problem. As root the command keeps its user (it must read the clone and its venv,
+    which may sit in a folder only their owner can read) but loses the capabilities that let root write
+    where the permission bits forbid it; as any other user it runs as is."""
     base = Path(os.environ.get("TMPDIR", "/tmp")) / f"llm4teach-ro-{os.getpid()}"
     base.mkdir()
     try:
@@ -91,7 +93,8 @@ def test_unwritable_logdir_is_one_line_before_anything_runs(tmp_path):
         if os.geteuid() == 0:
             if not shutil.which("setpriv"):
                 pytest.skip("running as root without setpriv: cannot drop privileges")
-            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            caps = "-dac_override,-dac_read_search,-fowner"
+            prefix = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
         command = [*prefix, sys.executable, str(PROJECT / "main.py"), "train", "--savedir", "run",
                    "--logdir", str(readonly / "log"), *TINY]
         result = subprocess.run(command, cwd=base, capture_output=True, text=True, timeout=120,

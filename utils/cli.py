@@ -1,4 +1,4 @@
-"""Command-line flags generated from the settings tree (:mod:`utils.config`), and the README's flag tables.
+"""Command-line flags generated from the settings tree (:mod:`utils.config`), and the command-line reference.
 
 The subcommands themselves are assembled in ``main.py``; this module only knows settings and argparse.
 """
@@ -35,10 +35,12 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...])
             kwargs["type"] = spec.type
             if spec.meta["choices"]:
                 kwargs["choices"] = spec.meta["choices"]
-        groups[spec.section].add_argument(f"--{spec.flag}", **kwargs)
+        action = groups[spec.section].add_argument(f"--{spec.flag}", **kwargs)
+        action.setting_section = spec.section  # the command-line reference groups flags by section
     if "teacher" in sections:
         for name, (help_text, _) in PAPER_ALIASES.items():
-            groups["teacher"].add_argument(f"--{name}", action="store_true", help=help_text)
+            action = groups["teacher"].add_argument(f"--{name}", action="store_true", help=help_text)
+            action.setting_section = "teacher"
 
 
 def cli_values(args: argparse.Namespace) -> dict:
@@ -51,23 +53,55 @@ def cli_values(args: argparse.Namespace) -> dict:
     return values
 
 
+def _flag_cell(action: argparse.Action) -> str:
+    """How a flag is written in the reference: its names, its ``--no-`` form or its choices."""
+    flag = " / ".join(f"`{o}`" for o in action.option_strings if not o.startswith("--no-")) or f"`{action.dest}`"
+    if isinstance(action, argparse.BooleanOptionalAction):
+        flag += f" (`--no-{action.dest}`)"
+    elif action.choices:
+        flag += " {" + ",".join(map(str, action.choices)) + "}"
+    if not action.option_strings:
+        flag += " (positional)"
+    return flag
+
+
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "/")
+
+
 def flags_markdown(parser: argparse.ArgumentParser) -> str:
-    """The README's flag reference: one table per subcommand of ``parser``."""
+    """The command-line reference (docs/cli.md): every flag once.
+
+    The settings' flags come first, one table per settings section, each row naming the subcommands that
+    take the flag (train and eval share most of them); then one table per subcommand of the flags that are
+    its own (cache, export, bench, sweep, report).
+    """
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    lines = []
+    takers: dict[str, list[str]] = {}  # settings flag -> subcommands that take it
+    own: dict[str, list[argparse.Action]] = {}
     for name, sub in subparsers.choices.items():
-        lines += [f"#### `main.py {name}`", "", "| flag | meaning |", "|---|---|"]
         for action in sub._actions:
-            if not action.option_strings or "--help" in action.option_strings:
+            if action.dest == "help":
                 continue
-            flag = " / ".join(f"`{o}`" for o in action.option_strings if not o.startswith("--no-")) or action.dest
-            if isinstance(action, argparse.BooleanOptionalAction):
-                flag += f" (`--no-{action.dest}`)"
-            elif action.choices:
-                flag += " {" + ",".join(map(str, action.choices)) + "}"
-            lines.append(f"| {flag} | {(action.help or '').replace('|', '/')} |")
+            if getattr(action, "setting_section", None):
+                takers.setdefault(action.dest, []).append(name)
+            else:
+                own.setdefault(name, []).append(action)
+    first = {}  # one Action per settings flag (the first subcommand's), in declaration order
+    for sub in subparsers.choices.values():
         for action in sub._actions:
-            if not action.option_strings and action.dest != "help":
-                lines.append(f"| `{action.dest}` (positional) {{{','.join(action.choices)}}} | {action.help} |")
+            if getattr(action, "setting_section", None):
+                first.setdefault(action.dest, action)
+    lines = []
+    for section, title in SECTION_TITLES.items():
+        rows = [a for a in first.values() if a.setting_section == section]
+        if not rows:
+            continue
+        lines += [f"### {title} (`{section}`)", "", "| flag | subcommands | meaning |", "|---|---|---|"]
+        lines += [f"| {_flag_cell(a)} | {', '.join(takers[a.dest])} | {_cell(a.help)} |" for a in rows]
+        lines.append("")
+    for name, actions in own.items():
+        lines += [f"### `main.py {name}`", "", "| flag | meaning |", "|---|---|"]
+        lines += [f"| {_flag_cell(a)} | {_cell(a.help)} |" for a in actions]
         lines.append("")
     return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Developer tools that maintain the documentation (not imported by the runtime packages)."""
