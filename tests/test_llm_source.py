@@ -347,3 +347,42 @@ def test_cache_commits_on_write_and_close_releases_cache_and_client(tmp_path):
         assert other.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1
     source.close()
     assert client.closed and source.cache._db is None
+
+
+def test_a_sentence_another_run_stored_first_is_answered_with_the_stored_answers(server, tmp_path):
+    """Two runs of a sweep miss the same sentence at once: both ask, the first answers stored win for both."""
+    path = tmp_path / "c.sqlite"
+
+    def handler(request: Request):
+        with AnswerCache(path) as other_run:  # meanwhile another process stores its answers for the sentence
+            other_run.put(make_source(server, other_run).key_for(SENTENCE), [ANSWER_B] * 10, [PLAN_B] * 10)
+        return chat_reply([ANSWER_A] * 10)
+
+    server.expect_request(PATH, method="POST").respond_with_handler(handler)
+    with AnswerCache(path) as cache:
+        source = make_source(server, cache)
+        assert source.plan_distribution(SENTENCE) == [(PLAN_B, 1.0)]
+        assert cache.get(source.key_for(SENTENCE)).parsed_plans == [PLAN_B] * 10
+    assert source.live_answers == 1 and source.llm_calls == 1
+
+
+def test_the_completions_prompt_asks_with_examples_and_reads_the_continuation_as_a_plan(server, tmp_path):
+    from planners.llm.client import CompletionsClient
+    from planners.llm.prompts import FewShotPrompt
+    prompt = FewShotPrompt("Open the door.", [("Agent sees <nothing>, holds <nothing>.", "explore")])
+    server.expect_request("/v1/completions", method="POST").respond_with_handler(lambda request: Response(
+        json.dumps({"choices": [{"text": " go to <key>, pick up <key>"}] * request.json["n"]}),
+        content_type="application/json"))
+    client = CompletionsClient(f"http://127.0.0.1:{server.port}", model="base", stop=prompt.stop, timeout=5.0)
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = LLMPlanSource(client, cache, prompt, n_samples=4, task="simpledoorkey")
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 1.0)]
+        stored = cache.get(source.key_for(SENTENCE))
+        chat_key = LLMPlanSource(None, cache, "Open the door.", model_name="base", temperature=0.7,
+                                 n_samples=4).key_for(SENTENCE)
+    body = json.loads(server.log[0][0].get_data())
+    assert body["prompt"] == ("Open the door.\n\nObservation: Agent sees <nothing>, holds <nothing>.\n"
+                              "Action: {explore}\n\nObservation: " + SENTENCE + "\nAction: {")
+    assert body["stop"] == ["}", "\n"]
+    assert stored.raw_answers == ["Action: {go to <key>, pick up <key>}"] * 4
+    assert chat_key.prompt_sha256 != source.key_for(SENTENCE).prompt_sha256, "the two prompts never share answers"

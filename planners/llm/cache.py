@@ -232,6 +232,21 @@ class AnswerCache:
         task: str | None = None,
     ) -> None:
         """Store (or replace) the answers for ``key``; ``task`` is kept for :meth:`export_json`."""
+        self._write("REPLACE", key, raw_answers, parsed_plans, task)
+
+    def put_first(self, key: CacheKey, raw_answers: list[str], parsed_plans: list[str | None],
+                  task: str | None = None) -> CachedAnswers:
+        """Store the answers for ``key`` unless some writer stored it first; return what the cache holds.
+
+        Runs in parallel (a sweep's workers) that miss the same sentence at once each ask the LLM; with
+        this, the first answers stored are the ones every run uses, so one sentence has one teacher.
+        """
+        self._write("IGNORE", key, raw_answers, parsed_plans, task)
+        return self.get(key)
+
+    def _write(self, conflict: str, key: CacheKey, raw_answers: list[str], parsed_plans: list[str | None],
+               task: str | None) -> None:
+        """INSERT OR ``conflict`` (REPLACE or IGNORE) one entry."""
         if len(raw_answers) != len(parsed_plans):
             raise ValueError("raw_answers and parsed_plans must have the same length")
         row = (
@@ -244,7 +259,7 @@ class AnswerCache:
             if self._db is None:
                 self._open()
             with self._db:
-                self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                self._db.execute(f"INSERT OR {conflict} INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def __len__(self) -> int:
         with self._lock:

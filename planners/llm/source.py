@@ -264,8 +264,10 @@ class LLMPlanSource:
         self._understood_once = True
         with self._lock:
             self.live_answers += 1
-        self.cache.put(key, raw, parsed, task=self.task)
-        return self._distribution(parsed)
+        stored = self.cache.put_first(key, raw, parsed, task=self.task)
+        if stored.raw_answers != raw:
+            log.info("another run stored its answers for %r first; using those", sentence)
+        return self._distribution(stored.parsed_plans)
 
     # -- outages ------------------------------------------------------------------------------------
     def _may_ask(self) -> tuple[bool, float | None]:
