@@ -13,6 +13,10 @@ its own and the table shows the median and the 99th percentile. Rows:
 * the teacher with a live LLM: a loopback stand-in server (``bench/llm_standin.py``, no model: it answers
   with the oracle's plan after ``--llm_latency`` seconds) asked about a new sentence, and the same answer
   read back from the on-disk answer cache by a fresh teacher;
+* with ``--llm_url``, a real LLM server measured (e.g. Gemma-3-270M from ``main.py serve``, with
+  ``--llm_model gemma-3-270m --llm_api completions``): the teacher asking it about a new sentence
+  (``llm_samples`` answers, as in training) and the answer read back from the cache; the table's note adds
+  the server's generation speed in tokens/s (``usage.completion_tokens`` of a few plain requests);
 * a real 33B model, not measured: ``--answer_tokens`` divided by a published generation speed (see
   ``VICUNA_33B_SOURCE``); prompt processing and queueing are left out, so it is a lower bound.
 
@@ -158,6 +162,7 @@ def llm_rows(config, observations: np.ndarray, latency: float, calls: int, seed:
     with tempfile.TemporaryDirectory() as folder, StandInLLM(delay=latency) as server:
         for i, x in enumerate(inputs):  # a new cache per sentence: every first teacher has to ask
             llm_config = RunConfig.from_flat({**config.flat(), "planner": "llm", "llm_url": server.url,
+                                              "llm_api": "chat",
                                               "logdir": folder,
                                               "llm_cache": os.path.join(folder, f"answers{i}.sqlite")})
             for times in (asked, replayed):  # the first teacher asks, the second finds the answer on disk
@@ -170,6 +175,57 @@ def llm_rows(config, observations: np.ndarray, latency: float, calls: int, seed:
     what = f"teacher, live LLM (loopback fake, {latency:g} s per request)"
     return [Row(f"{what}, new sentence: one request", np.array(asked)),
             Row(f"{what}, answer in the on-disk cache", np.array(replayed))]
+
+
+def real_llm_rows(config, observations: np.ndarray, calls: int, seed: int = 0) -> list[Row]:
+    """The teacher asking the real server of ``config.llm`` about new sentences, and reading them from disk.
+
+    Each new sentence gets a fresh cache, so its first teacher asks the server (``llm_samples`` answers);
+    observations whose sentence was already timed are skipped.
+    """
+    from planners.factory import build_family, build_teacher
+    from utils.config import RunConfig
+    channels = observations.shape[1] // config.env.frame_stack
+    family = build_family(config)
+    inputs, sentences = [], set()
+    for obs in observations:
+        sentence = family.describe(obs[-channels:]).sentence
+        if sentence not in sentences and len(inputs) < calls:
+            sentences.add(sentence)
+            inputs.append(obs[None, -channels:])
+    asked, replayed = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for i, x in enumerate(inputs):
+            llm_config = RunConfig.from_flat({**config.flat(), "planner": "llm", "logdir": folder,
+                                              "llm_cache": os.path.join(folder, f"answers{i}.sqlite")})
+            for times in (asked, replayed):
+                teacher = build_teacher(llm_config, 1, seed)
+                times.append(_timed(teacher.action_probs, [x])[0])
+                teacher.close()
+    what = f"teacher, live {config.llm.model} ({config.llm.api} API at {config.llm.url})"
+    return [Row(f"{what}, new sentence: {config.llm.samples} answers ({len(inputs)} sentences)", np.array(asked)),
+            Row(f"{what}, answer in the on-disk cache", np.array(replayed))]
+
+
+def generation_speed(config, requests: int = 3, tokens: int = 64) -> str:
+    """The real server's tokens/s over ``requests`` plain completions of up to ``tokens`` tokens (no stop)."""
+    import json
+    import urllib.request
+    from planners.factory import llm_prompt
+    prompt = llm_prompt(config).request("Agent sees <key>, holds <nothing>.")
+    body = {"model": config.llm.model, "max_tokens": tokens, "temperature": config.llm.temperature}
+    path = "/v1/completions" if config.llm.api == "completions" else "/v1/chat/completions"
+    body.update({"prompt": prompt} if config.llm.api == "completions" else {"messages": prompt})
+    rates = []
+    for _ in range(requests):
+        request = urllib.request.Request(config.llm.url.rstrip("/") + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        start = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=config.llm.timeout) as reply:
+            generated = json.loads(reply.read(1 << 20))["usage"]["completion_tokens"]
+        rates.append(generated / (time.perf_counter() - start))
+    return (f"{config.llm.model} generates {np.median(rates):.1f} tokens/s here (median of {requests} requests of up "
+            f"to {tokens} tokens after the task's prompt, prompt processing included)")
 
 
 def stated_row(answer_tokens: int, tokens_per_s: float) -> Row:
@@ -220,6 +276,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--llm_tokens_per_s", type=float, default=VICUNA_33B_TOKENS_PER_S,
                        help="--latency: generation speed of the real 33B model for the stated row (default: the "
                             "Medusa report's Vicuna-33B figure)")
+    group.add_argument("--llm_url", default=None,
+                       help="--latency: also time a real LLM server at this URL (e.g. the one of main.py serve), "
+                            "asked as in training (--llm_samples answers per new sentence)")
+    group.add_argument("--llm_model", default=None, help="--latency --llm_url: model name sent to the server")
+    group.add_argument("--llm_api", choices=("chat", "completions"), default=None,
+                       help="--latency --llm_url: the API to ask it through")
     group.add_argument("--smoke", action="store_true",
                        help="--latency: a few decisions per row and a fast fake LLM, to check the tooling "
                             "(numbers are not measurements)")
@@ -233,7 +295,8 @@ def run(args: argparse.Namespace) -> str:
     decisions, calls, latency = args.decisions, args.llm_calls, args.llm_latency
     if args.smoke:
         decisions, calls, latency = SMOKE["decisions"], SMOKE["llm_calls"], SMOKE["llm_latency"]
-    config = build_config(args.task, {**settings, "planner": args.planner, "teacher": args.teacher})
+    real = {name: value for name in ("llm_url", "llm_model", "llm_api") if (value := getattr(args, name, None))}
+    config = build_config(args.task, {**settings, **real, "planner": args.planner, "teacher": args.teacher})
     import envs
     env = envs.make_env(config.run.task)
     num_actions = int(env.action_space.n)
@@ -242,8 +305,11 @@ def run(args: argparse.Namespace) -> str:
     rows = student_rows(config, observations, num_actions)
     rows += teacher_rows(config, observations)
     rows += llm_rows(config, observations, latency, min(calls, len(observations)))
-    rows.append(stated_row(args.answer_tokens, args.llm_tokens_per_s))
     note = " | SMOKE RUN: not a measurement" if args.smoke else ""
+    if args.llm_url:
+        rows += real_llm_rows(config, observations, calls)
+        note += " | " + generation_speed(config)
+    rows.append(stated_row(args.answer_tokens, args.llm_tokens_per_s))
     return format_table(config.run.task, rows, "student, onnxruntime, 1 thread", len(observations), note)
 
 

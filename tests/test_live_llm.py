@@ -5,6 +5,7 @@ they do not skip. Each module worker starts its own server on a free loopback po
 """
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -41,10 +42,10 @@ def live(server, api="completions"):
 
 
 def test_the_teacher_alone_with_completions_gives_parseable_plans_and_successes(gemma, tmp_path, capsys):
-    code = main.main(["eval", "--eval_teacher", "--task", "SimpleDoorKey", *live(gemma), "--logdir", str(tmp_path),
-                      "--heldout", "--final_eval_episodes", "100", "--num_videos", "0"])
-    assert code == 0, capsys.readouterr().err
-    result = json.loads((tmp_path / "ppo" / "simpledoorkey" / "eval" / "teacher_results.json").read_text())
+    heldout = ["--eval_teacher", "--task", "SimpleDoorKey", "--logdir", str(tmp_path), "--heldout",
+               "--final_eval_episodes", "100", "--num_videos", "0"]
+    assert main.main(["eval", *heldout, *live(gemma), "--savedir", "live"]) == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "ppo" / "simpledoorkey" / "live" / "teacher_results.json").read_text())
     with sqlite3.connect(tmp_path / "llm_cache.sqlite") as db:
         entries = db.execute("SELECT sentence, parsed_plans FROM answers").fetchall()
     plans = [plan for _, parsed in entries for plan in json.loads(parsed)]
@@ -52,6 +53,16 @@ def test_the_teacher_alone_with_completions_gives_parseable_plans_and_successes(
     assert sum(plan is not None for plan in plans) >= 0.8 * len(plans), "completions answers parse as plans"
     assert len({plan for plan in plans if plan}) >= 2, "ten samples at temperature 0.7 are not all one plan"
     assert sum(result["successes"]) >= 1, "an imperfect teacher, but one that opens some doors"
+
+    # Its answers exported to the recorded-plans format replay the same teacher: the same episodes, step for step.
+    plans = tmp_path / "gemma_plans.json"
+    assert main.main(["cache", "export", "--task", "SimpleDoorKey", "--cache", str(tmp_path / "llm_cache.sqlite"),
+                      "--json", str(plans), "--llm_model", MODEL_ALIAS, "--llm_api", "completions"]) == 0
+    assert main.main(["eval", *heldout, "--planner", "recorded", "--recorded_plans", str(plans),
+                      "--recorded_table", "simpledoorkey", "--savedir", "replay"]) == 0, capsys.readouterr().err
+    replay = json.loads((tmp_path / "ppo" / "simpledoorkey" / "replay" / "teacher_results.json").read_text())
+    for outcome in ("successes", "returns", "lengths"):
+        assert replay[outcome] == result[outcome], f"the replayed teacher's {outcome} differ from the live one's"
 
 
 def test_a_short_training_run_then_a_rerun_from_the_cache_makes_no_request(gemma, tmp_path, capsys):
@@ -124,3 +135,14 @@ def test_a_port_in_use_and_a_damaged_model_file_are_one_line_errors(gemma, tmp_p
     with pytest.raises(LocalLLMError, match="is not the model .* delete it"):
         model_file(tmp_path)
     assert damaged.read_bytes() == b"GGUF not really a model", "a file that is not the model is left as it is"
+
+
+def test_the_latency_bench_times_the_real_server_and_its_generation_speed(gemma):
+    from bench.latency import collect_observations, generation_speed, real_llm_rows
+    from utils.config import build_config
+    config = build_config("SimpleDoorKey", {"llm_url": gemma.url, "llm_model": MODEL_ALIAS, "llm_api": "completions"})
+    asked, cached = real_llm_rows(config, collect_observations(config, 5), calls=1)
+    assert "new sentence: 10 answers (1 sentences)" in asked.name and len(asked.seconds) == 1
+    assert asked.median > 50 * cached.median, "asking the model costs far more than reading its answer back"
+    speed = re.search(r"gemma-3-270m generates ([0-9.]+) tokens/s", generation_speed(config, requests=1, tokens=16))
+    assert speed and float(speed.group(1)) > 0
