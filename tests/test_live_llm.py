@@ -126,6 +126,17 @@ def test_the_server_killed_mid_run_takes_the_outage_path_and_keeps_the_checkpoin
     assert (run_dir / "acmodel.pt").exists()
 
 
+def test_serve_refuses_a_port_in_use_and_a_server_that_does_not_answer_in_one_line(gemma, model, capsys):
+    port = gemma.url.rsplit(":", 1)[1]
+    assert main.main(["serve", "--port", port, "--model_dir", str(model.parent)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"port {port} on 127.0.0.1 is in use" in err and "--port" in err
+    assert main.main(["serve", "--port", str(free_port()), "--model_dir", str(model.parent),
+                      "--ready_timeout", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did not answer within 0.5s" in err
+
+
 def test_a_port_in_use_and_a_damaged_model_file_are_one_line_errors(gemma, tmp_path):
     port = int(gemma.url.rsplit(":", 1)[1])
     with pytest.raises(LocalLLMError, match=f"port {port} .* is in use"):
