@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--llm_model", default=None, help="model the answers belong to (default from configs)")
     cache.add_argument("--llm_temperature", type=float, default=None, help="sampling temperature of the answers")
     cache.add_argument("--llm_samples", type=int, default=None, help="answers per sentence of the answers")
+    cache.add_argument("--llm_seed", type=int, default=None, help="sampling seed of the answers (if they had one)")
     cache.add_argument("--llm_api", choices=("chat", "completions"), default=None,
                        help="API (and so prompt) the answers were asked with (default: chat)")
     cache.add_argument("--all_settings", action="store_true",
@@ -258,11 +259,12 @@ def cache_command(args) -> int:
     from planners.llm.cache import AnswerCache, CacheKey
     from envs import get_task
     config = build_config(get_task(args.task).name, {k: getattr(args, k) for k in
-                                                     ("llm_model", "llm_temperature", "llm_samples", "llm_api")
+                                                     ("llm_model", "llm_temperature", "llm_samples", "llm_api",
+                                                      "llm_seed")
                                                      if getattr(args, k, None) is not None})
     with AnswerCache(args.cache) as cache:
         template = CacheKey.build(config.llm.model, llm_prompt(config).cache_text, "", config.llm.temperature,
-                                  config.llm.samples)
+                                  config.llm.samples, config.llm.seed)
         task = config.run.task.lower()
         if args.action == "export":
             document = cache.export_json(args.json, task, None if args.all_settings else template)

@@ -7,6 +7,10 @@ from pathlib import Path
 
 PAPER_TEACHER = {"planner": "recorded", "skills": "paper"}  # the published teacher's skills
 SAFE_TEACHER = {"planner": "recorded", "skills": "safe"}
+# The live Gemma-3-270M teacher (python main.py serve): seeded answers, so its one draw of plans per sentence is
+# the same for every run of a sweep and can be drawn again.
+GEMMA_TEACHER = {"planner": "llm", "llm_api": "completions", "llm_model": "gemma-3-270m", "llm_seed": 0,
+                 "skills": "paper"}
 METHODS = {  # method -> the settings that define it (everything else comes from the configs and --set)
     "ppo": {"teacher": "none"},
     "sb3_ppo": {},  # Stable-Baselines3 PPO with RL-Zoo's MiniGrid settings (bench/sb3_ppo.py)
@@ -19,10 +23,8 @@ METHODS = {  # method -> the settings that define it (everything else comes from
     "oracle": {"teacher": "hard", "planner": "oracle", "skills": "safe", "hard_sampling": "step"},
     "adversarial": {"teacher": "hard", "planner": "adversarial", "skills": "safe", "hard_sampling": "step"},
     "llm": {"teacher": "soft", "planner": "llm", "skills": "paper"},
-    "gemma_hard": {"teacher": "hard", "planner": "llm", "llm_api": "completions", "llm_model": "gemma-3-270m",
-                   "skills": "paper", "hard_sampling": "step"},
-    "gemma_soft": {"teacher": "soft", "planner": "llm", "llm_api": "completions", "llm_model": "gemma-3-270m",
-                   "skills": "paper"},
+    "gemma_hard": {"teacher": "hard", **GEMMA_TEACHER, "hard_sampling": "step"},
+    "gemma_soft": {"teacher": "soft", **GEMMA_TEACHER},
     # Baselines of their own, for a sweep file's cells (a method or its settings differ from ppo's):
     "ppo_task": {"teacher": "none"},  # no method_settings entry: the task config's own lr and ent_coef
     "ppo_long": {"teacher": "none"},  # ppo's settings (the sweep file says so), a longer budget

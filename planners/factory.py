@@ -87,7 +87,7 @@ def build_llm_source(config):
     return LLMPlanSource(client, AnswerCache(cache_path), prompt, n_samples=config.llm.samples,
                          max_reasks=config.llm.max_reasks, model_name=config.llm.model,
                          temperature=config.llm.temperature, task=config.run.task.lower(), fallback=fallback,
-                         on_outage=config.llm.on_outage, outage_budget=config.llm.outage_budget)
+                         on_outage=config.llm.on_outage, outage_budget=config.llm.outage_budget, seed=config.llm.seed)
 
 
 def llm_prompt(config):

@@ -42,8 +42,10 @@ def live(server, api="completions"):
 
 
 def test_the_teacher_alone_with_completions_gives_parseable_plans_and_successes(gemma, tmp_path, capsys):
+    # Seeded answers: how good this teacher is depends on the plans its samples happen to draw (from 0 to 46
+    # successes of 100 in the draws tried here), and a test must not depend on that draw.
     heldout = ["--eval_teacher", "--task", "SimpleDoorKey", "--logdir", str(tmp_path), "--heldout",
-               "--final_eval_episodes", "100", "--num_videos", "0"]
+               "--final_eval_episodes", "100", "--num_videos", "0", "--llm_seed", "0"]
     assert main.main(["eval", *heldout, *live(gemma), "--savedir", "live"]) == 0, capsys.readouterr().err
     result = json.loads((tmp_path / "ppo" / "simpledoorkey" / "live" / "teacher_results.json").read_text())
     with sqlite3.connect(tmp_path / "llm_cache.sqlite") as db:
@@ -51,13 +53,14 @@ def test_the_teacher_alone_with_completions_gives_parseable_plans_and_successes(
     plans = [plan for _, parsed in entries for plan in json.loads(parsed)]
     assert len(entries) >= 2 and all(sentence.startswith("Agent sees <") for sentence, _ in entries)
     assert sum(plan is not None for plan in plans) >= 0.8 * len(plans), "completions answers parse as plans"
-    assert len({plan for plan in plans if plan}) >= 2, "ten samples at temperature 0.7 are not all one plan"
+    assert len({plan for plan in plans if plan}) >= 2, "samples at temperature 0.7 are not all one plan"
     assert sum(result["successes"]) >= 1, "an imperfect teacher, but one that opens some doors"
 
     # Its answers exported to the recorded-plans format replay the same teacher: the same episodes, step for step.
     plans = tmp_path / "gemma_plans.json"
     assert main.main(["cache", "export", "--task", "SimpleDoorKey", "--cache", str(tmp_path / "llm_cache.sqlite"),
-                      "--json", str(plans), "--llm_model", MODEL_ALIAS, "--llm_api", "completions"]) == 0
+                      "--json", str(plans), "--llm_model", MODEL_ALIAS, "--llm_api", "completions",
+                      "--llm_seed", "0"]) == 0
     assert main.main(["eval", *heldout, "--planner", "recorded", "--recorded_plans", str(plans),
                       "--recorded_table", "simpledoorkey", "--savedir", "replay"]) == 0, capsys.readouterr().err
     replay = json.loads((tmp_path / "ppo" / "simpledoorkey" / "replay" / "teacher_results.json").read_text())

@@ -522,3 +522,13 @@ def test_build_client_knows_both_apis_and_refuses_others():
         "http://127.0.0.1:1/v1/completions"
     with pytest.raises(ValueError, match="chat or completions"):
         build_client("edits", "http://127.0.0.1:1", "m")
+
+
+def test_a_seed_goes_with_every_request_one_apart_per_answer(own_server):
+    own_server.expect_request(PATH, method="POST").respond_with_handler(serial_handler(0.0))
+    client = make_client(own_server, max_concurrency=2)
+    assert client.complete(MESSAGES, 4, seed=100) == [PLAN_A] * 4
+    assert sorted(body["seed"] for body in bodies(own_server)) == [100, 101, 102, 103]  # the n=4 request, then 3
+    own_server.clear_log()
+    client.complete(MESSAGES, 1)
+    assert "seed" not in bodies(own_server)[0], "no seed unless one is set"

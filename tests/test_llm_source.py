@@ -386,3 +386,15 @@ def test_the_completions_prompt_asks_with_examples_and_reads_the_continuation_as
     assert body["stop"] == ["}", "\n"]
     assert stored.raw_answers == ["Action: {go to <key>, pick up <key>}"] * 4
     assert chat_key.prompt_sha256 != source.key_for(SENTENCE).prompt_sha256, "the two prompts never share answers"
+
+
+def test_a_seeded_source_seeds_its_reasks_after_the_first_answers_and_keys_the_cache_by_the_seed(server, tmp_path):
+    rounds = {10: [ANSWER_A] * 8 + [GARBAGE] * 2, 2: [ANSWER_B] * 2}
+    server.expect_request(PATH, method="POST").respond_with_handler(
+        lambda request: chat_reply(rounds[request.json["n"]]))
+    with AnswerCache(tmp_path / "c.sqlite") as cache:
+        source = make_source(server, cache, seed=7)
+        assert source.plan_distribution(SENTENCE) == [(PLAN_A, 0.8), (PLAN_B, 0.2)]
+        unseeded = make_source(server, cache).key_for(SENTENCE)
+    assert [json.loads(r.get_data())["seed"] for r, _ in server.log] == [7, 17], "the re-ask goes on from 7 + 10"
+    assert json.loads(source.key_for(SENTENCE).sampling)["seed"] == 7 and "seed" not in unseeded.sampling

@@ -185,6 +185,10 @@ class LLMSettings:
                                  "default: 256 for chat, 48 for completions, whose answer is one plan)",
                               min=0, max=100000)
     temperature: float = setting(0.7, "--planner llm: sampling temperature", min=0, max=10)
+    seed: int | None = setting(None, "--planner llm: sampling seed sent with every request (answer i of a new "
+                                     "sentence gets seed + i), so a server that honours seeds (llama.cpp, vLLM) "
+                                     "gives the same answers again; unset = the server's own randomness",
+                               min=0, max=2**31 - 1)
     samples: int = setting(10, "--planner llm: answers asked per new sentence (the paper asks 10); their plan "
                                "frequencies are the plan probabilities", min=1, max=1000)
     timeout: float = setting(60.0, "--planner llm: deadline in seconds for one question to the server: connecting, "

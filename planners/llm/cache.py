@@ -56,9 +56,11 @@ class CacheCorruptError(RuntimeError):
     """The cache file is damaged or is not an answer cache; the file is left untouched."""
 
 
-def sampling_json(temperature: float, n: int) -> str:
-    """Return the canonical JSON spelling of the sampling settings used in cache keys."""
-    return json.dumps({"n": int(n), "temperature": float(temperature)}, sort_keys=True, separators=(",", ":"))
+def sampling_json(temperature: float, n: int, seed: int | None = None) -> str:
+    """Return the canonical JSON spelling of the sampling settings used in cache keys (a seed only when set,
+    so keys made before seeds existed stay valid)."""
+    settings = {"n": int(n), "temperature": float(temperature), **({"seed": int(seed)} if seed is not None else {})}
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +73,11 @@ class CacheKey:
     sampling: str
 
     @classmethod
-    def build(cls, model: str, system_prompt: str, sentence: str, temperature: float, n: int) -> "CacheKey":
+    def build(cls, model: str, system_prompt: str, sentence: str, temperature: float, n: int,
+              seed: int | None = None) -> "CacheKey":
         """Make a key from the plain settings (hashes the prompt, canonicalises sampling)."""
         digest = hashlib.sha256(system_prompt.encode("utf-8")).hexdigest()
-        return cls(model, digest, sentence, sampling_json(temperature, n))
+        return cls(model, digest, sentence, sampling_json(temperature, n, seed))
 
 
 @dataclasses.dataclass(frozen=True)

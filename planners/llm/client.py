@@ -259,10 +259,11 @@ class _OpenAIClient:
 
     # ------------------------------------------------------------------ public
 
-    def complete(self, query, n: int, timeout: float | None = None) -> list[str]:
+    def complete(self, query, n: int, timeout: float | None = None, seed: int | None = None) -> list[str]:
         """Return ``n`` answer texts for ``query`` (chat messages or a prompt text, by the API).
 
         Each request gets the client's ``timeout``; ``timeout`` given here caps the whole question too.
+        With ``seed``, answer ``i`` is asked with seed ``seed + i`` (one request asking for ``n`` sends ``seed``).
         Answers over ``max_answer_chars`` come back as :class:`DroppedAnswer` notes.
 
         Raises:
@@ -274,10 +275,10 @@ class _OpenAIClient:
         cap = None if timeout is None else time.monotonic() + float(timeout)
         answers: list[str] = []
         if n == 1 or self.server_honours_n is not False:
-            answers = self._ask_with_n(query, n, cap)
+            answers = self._ask_with_n(query, n, cap, seed)
         missing = n - len(answers)
         if missing > 0:
-            answers += self._ask_singly(query, missing, cap)
+            answers += self._ask_singly(query, missing, cap, None if seed is None else seed + len(answers))
         if len(answers) < n:
             raise self._fail(
                 LLMConfigError,
@@ -294,10 +295,10 @@ class _OpenAIClient:
         deadline = now + self.timeout if cap is None else min(now + self.timeout, cap)
         return deadline, max(deadline - now, 0.0)
 
-    def _ask_with_n(self, query, n: int, cap: float | None) -> list[str]:
+    def _ask_with_n(self, query, n: int, cap: float | None, seed: int | None) -> list[str]:
         """One request asking for ``n`` choices; learns whether ``n`` is honoured."""
         try:
-            answers = self._post(query, n, *self._deadline(cap))
+            answers = self._post(query, n, *self._deadline(cap), seed=seed)
         except _NRejected:
             log.info("%s rejected n=%d; asking for answers one at a time", self.url, n)
             self.server_honours_n = False
@@ -310,25 +311,26 @@ class _OpenAIClient:
             self.server_honours_n = True
         return answers
 
-    def _ask_singly(self, query, count: int, cap: float | None) -> list[str]:
-        """Get ``count`` answers with concurrent single-answer requests, each with its own deadline.
+    def _ask_singly(self, query, count: int, cap: float | None, seed: int | None) -> list[str]:
+        """Get ``count`` answers with concurrent single-answer requests, each with its own deadline (and
+        seed ``seed + i``).
 
         Once one request fails, the ones not yet sent are skipped and its error is raised.
         """
         failed = threading.Event()
 
-        def one() -> list[str]:
+        def one(i: int) -> list[str]:
             if failed.is_set():
                 return []
             try:
-                return self._post(query, 1, *self._deadline(cap))
+                return self._post(query, 1, *self._deadline(cap), seed=None if seed is None else seed + i)
             except BaseException:
                 failed.set()
                 raise
 
         workers = min(self.max_concurrency, count)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-            futures = [pool.submit(one) for _ in range(count)]
+            futures = [pool.submit(one, i) for i in range(count)]
         errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
             raise errors[0]
@@ -366,10 +368,11 @@ class _OpenAIClient:
     def _choice_text(self, choice: dict):
         raise NotImplementedError
 
-    def _post(self, query, n: int, deadline: float, budget: float) -> list[str]:
+    def _post(self, query, n: int, deadline: float, budget: float, seed: int | None = None) -> list[str]:
         """POST one request (with retries, within ``deadline``) and return the answer texts it carried."""
         body = json.dumps({"model": self.model, **self._body(query, n), "temperature": self.temperature, "n": n,
-                           "max_tokens": self.max_tokens}).encode("utf-8")
+                           "max_tokens": self.max_tokens, **({"seed": seed} if seed is not None else {})}
+                          ).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self._headers()}
         check_server = (
             f"check that the server is running, that --llm_url is right "

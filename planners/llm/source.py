@@ -110,6 +110,8 @@ class LLMPlanSource:
         outage_cooldown: seconds to keep the LLM off after it failed.
         on_outage: "fallback" or "stop" (see the module docstring).
         outage_budget: most seconds spent waiting on a failing server per outage (fallback policy).
+        seed: sampling seed: answer ``i`` of a question is asked with ``seed + i`` (re-asks go on counting),
+            so a server that honours seeds answers the same again; part of the cache key when set.
 
     Counters: ``llm_calls`` (HTTP requests), ``cache_hits``, ``cache_misses``,
     ``live_answers`` (sentences answered by the server), ``outage_answers``
@@ -138,6 +140,7 @@ class LLMPlanSource:
         on_outage: str = "fallback",
         outage_budget: float = 60.0,
         temperature: float | None = None,
+        seed: int | None = None,
     ):
         if n_samples < 1 or max_reasks < 0:
             raise ValueError("need n_samples >= 1 and max_reasks >= 0")
@@ -153,6 +156,7 @@ class LLMPlanSource:
         self.model_name = model_name if model_name is not None else client.model
         self.temperature = float(temperature if temperature is not None else client.temperature)
         self.task = task
+        self.seed = seed
         self.fallback = fallback
         self.garbage_limit = garbage_limit
         self.outage_cooldown = outage_cooldown
@@ -190,7 +194,8 @@ class LLMPlanSource:
 
     def key_for(self, sentence: str) -> CacheKey:
         """Return the cache key this source uses for ``sentence``."""
-        return CacheKey.build(self.model_name, self.prompt.cache_text, sentence, self.temperature, self.n_samples)
+        return CacheKey.build(self.model_name, self.prompt.cache_text, sentence, self.temperature, self.n_samples,
+                              self.seed)
 
     def counters(self) -> dict:
         """Return the counters as a dict (for logs and config/summary files), by the names of
@@ -322,17 +327,18 @@ class LLMPlanSource:
     def _distribution(parsed: list[str | None]) -> list[tuple[str, float]]:
         return AnswerCache.distribution([FALLBACK_PLAN if plan is None else plan for plan in parsed])
 
-    def _complete(self, query, n: int, cap: float | None) -> list[str]:
+    def _complete(self, query, n: int, cap: float | None, asked: int = 0) -> list[str]:
         """Ask the client, keeping the HTTP-request and wall-time counters; answers read back in full form.
 
-        ``cap`` (a monotonic time, or None) bounds the whole question, re-asks included.
+        ``cap`` (a monotonic time, or None) bounds the whole question, re-asks included; with a seed, the
+        answers are seeded from ``seed + asked`` (``asked``: answers this question asked for before).
         """
         start = time.perf_counter()
+        options = {} if self.seed is None else {"seed": self.seed + asked}
+        if cap is not None:
+            options["timeout"] = max(cap - time.monotonic(), 0.001)
         try:
-            if cap is None:
-                texts = self.client.complete(query, n)
-            else:
-                texts = self.client.complete(query, n, timeout=max(cap - time.monotonic(), 0.001))
+            texts = self.client.complete(query, n, **options)
             return [self.prompt.answer(text) for text in texts]
         finally:
             with self._lock:
@@ -349,12 +355,15 @@ class LLMPlanSource:
         cap = None if timeout is None else time.monotonic() + timeout
         raw = list(self._complete(query, self.n_samples, cap))
         parsed = [extract_plan(answer) for answer in raw]
+        asked = self.n_samples
         for _ in range(self.max_reasks):
             failed = [i for i, plan in enumerate(parsed) if plan is None]
             if not failed:
                 break
             log.info("re-asking %d unparseable answers for %r", len(failed), sentence)
-            for i, answer in zip(failed, self._complete(query, len(failed), cap)):
+            answers = self._complete(query, len(failed), cap, asked)
+            asked += len(failed)
+            for i, answer in zip(failed, answers):
                 raw[i] = answer
                 parsed[i] = extract_plan(answer)
         unparsed = sum(plan is None for plan in parsed)
