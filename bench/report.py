@@ -367,6 +367,32 @@ def _plan_lines(settings: dict) -> list[str]:
                           " No deviation: every part ran it unchanged, with no setting added."), ""]
 
 
+# The teacher ladder: from scripted correct plans down to no teacher, with the LLM teachers between.
+LADDER = (("oracle", "oracle: scripted correct plans (safe skills)"),
+          ("hard", "Vicuna-33B, recorded answers, hard"), ("soft", "Vicuna-33B, recorded answers, soft"),
+          ("gemma_hard", "Gemma-3-270M, live, hard"), ("gemma_soft", "Gemma-3-270M, live, soft"),
+          ("adversarial", "adversarial: scripted wrong plans (safe skills)"), ("ppo", "no teacher (our PPO)"))
+
+
+def ladder_table(rows: list[dict], task: str) -> str | None:
+    """The teacher ladder of ``task``: each teacher alone, its students' env steps to 0.9 and held-out success
+    (None when the runs hold fewer than two of its rungs)."""
+    by_method = {r["method"]: r for r in rows if r["task"] == task}
+    rungs = [(method, name) for method, name in LADDER if method in by_method]
+    if len(rungs) < 2:
+        return None
+    lines = ["| teacher | teacher alone, held-out | students reaching 0.9 | median env steps to 0.9 | "
+             "student held-out success: mean [min-max] |", "|---|---|---|---|---|"]
+    for method, name in rungs:
+        r = by_method[method]
+        alone = f"{r['teacher_mean']:.3f} [{min(r['teacher']):.3f}, {max(r['teacher']):.3f}]" if r["teacher"] else "-"
+        held = (f"{r['heldout_mean']:.3f} [{min(r['heldout']):.3f}, {max(r['heldout']):.3f}]"
+                if r["heldout"] else "-")
+        lines.append(f"| {name} (`{method}`) | {alone} | {r['reached']}/{r['runs']} | "
+                     f"{_steps(r['median_steps'], r['steps_marks'][0])} | {held} |")
+    return "\n".join(lines)
+
+
 def write_report(logdir: str, name: str, out: Path, archives: tuple = (), pools: tuple = (),
                  label: str | None = None) -> Path:
     """Figures, results.md, summary.csv, runs.csv, curves.csv and teacher_heldout.csv for sweep ``name`` (with
@@ -403,6 +429,15 @@ def write_report(logdir: str, name: str, out: Path, archives: tuple = (), pools:
         budgets = ", ".join(f"{r['method']} {_steps(r['budget'])}" for r in rows if r["task"] == task)
         sections += [f"## {task}", "", f"Budgets: {budgets}. {_run_settings(runs, task, settings)}.", "",
                      f"![{task}]({figure.name})", "", markdown_table(rows, task), ""]
+    ladders = [(task, ladder_table(rows, task)) for task in sorted({r["task"] for r in runs})]
+    if any(table for _, table in ladders):
+        sections += ["## The teacher ladder", ""]
+        for task, table in ladders:
+            if table:
+                sections += [f"### {task}", "", table, ""]
+        sections += ["Teacher alone and student held-out: success on the 200 held-out layouts, mean and min-max "
+                     "over seeds. `>=`: the median run never reached 0.9 and counts at its budget (a baseline's "
+                     "is the baseline budget).", ""]
     sections += ["## Across tasks", "", aggregate_table(runs), ""]
     rule = budget_rule_lines(rows)
     if rule:

@@ -164,3 +164,18 @@ def test_a_report_folder_regenerates_itself_without_the_sweeps_folder(tmp_path):
     assert report(empty, "--name", "s", "--archive", str(first), "--out", str(again), "--label", "exploratory") == 0
     for name in ("results.md", "runs.csv", "curves.csv", "summary.csv", "teacher_heldout.csv", "sweep.json"):
         assert (again / name).read_text() == (first / name).read_text(), name
+
+
+def test_the_teacher_ladder_orders_the_teachers_present_from_oracle_to_no_teacher(tmp_path):
+    fake_sweep(tmp_path, "final", {"ppo": {s: (None, 1) for s in range(3)},
+                                   "hard": {s: (4096, 198) for s in range(3)},
+                                   "oracle": {s: (2048, 200) for s in range(3)}}, plan([0, 1, 2]))
+    assert report(tmp_path, "--name", "final", "--out", str(tmp_path / "out")) == 0
+    text = (tmp_path / "out" / "results.md").read_text()
+    ladder = text.split("## The teacher ladder", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in ladder.splitlines() if line.startswith("| ") and "`" in line]
+    assert [re.search(r"\(`(\w+)`\)", row).group(1) for row in rows] == ["oracle", "hard", "ppo"]
+    hard = rows[1].split(" | ")
+    assert hard[1] == "0.500 [0.500, 0.500]" and hard[2] == "3/3" and hard[3] == "4.1k"
+    assert hard[4].startswith("0.990 [0.990, 0.990]")
+    assert rows[2].split(" | ")[3] == f">={GUIDED * 5 / 1000:,.1f}k", "PPO never reached 0.9: its budget, marked"
