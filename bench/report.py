@@ -374,6 +374,11 @@ LADDER = (("oracle", "oracle: scripted correct plans (safe skills)"),
           ("adversarial", "adversarial: scripted wrong plans (safe skills)"), ("ppo", "no teacher (our PPO)"))
 
 
+def _mean_and_range(mean: float | None, values) -> str:
+    """``mean [min, max]`` of per-seed values, or ``-`` when there are none."""
+    return f"{mean:.3f} [{min(values):.3f}, {max(values):.3f}]" if len(values) else "-"
+
+
 def ladder_table(rows: list[dict], task: str) -> str | None:
     """The teacher ladder of ``task``: each teacher alone, its students' env steps to 0.9 and held-out success
     (None when the runs hold fewer than two of its rungs)."""
@@ -385,11 +390,9 @@ def ladder_table(rows: list[dict], task: str) -> str | None:
              "student held-out success: mean [min-max] |", "|---|---|---|---|---|"]
     for method, name in rungs:
         r = by_method[method]
-        alone = f"{r['teacher_mean']:.3f} [{min(r['teacher']):.3f}, {max(r['teacher']):.3f}]" if r["teacher"] else "-"
-        held = (f"{r['heldout_mean']:.3f} [{min(r['heldout']):.3f}, {max(r['heldout']):.3f}]"
-                if r["heldout"] else "-")
-        lines.append(f"| {name} (`{method}`) | {alone} | {r['reached']}/{r['runs']} | "
-                     f"{_steps(r['median_steps'], r['steps_marks'][0])} | {held} |")
+        lines.append(f"| {name} (`{method}`) | {_mean_and_range(r['teacher_mean'], r['teacher'])} | "
+                     f"{r['reached']}/{r['runs']} | {_steps(r['median_steps'], r['steps_marks'][0])} | "
+                     f"{_mean_and_range(r['heldout_mean'], r['heldout'])} |")
     return "\n".join(lines)
 
 
