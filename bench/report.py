@@ -27,11 +27,15 @@ run folders were lost with a machine is reported whole from what was committed. 
 of DIR (another sweep's report, e.g. the final sweep's seeds 0-4 beside a confirmation sweep's 5-9) is pooled
 with the sweep's own, and a (task, method, seed) in both is refused. ``--label`` names what the claims are
 (exploratory, confirmatory, pooled) in the title and the claims heading, with the seeds they rest on.
+``--beside DIR`` adds every claims table beside the same table computed from DIR's runs, and whether the two
+agree (:mod:`bench.beside`): a confirmation beside the exploratory sweep it repeats.
 
     python main.py report --name final --archive docs/results/final --out docs/results/final --label exploratory
     python main.py report --name confirm --out docs/results/confirm --label confirmatory
     python main.py report --name confirm --archive docs/results/confirm --pool docs/results/final \
         --out docs/results/pooled --label "pooled, not confirmatory"
+    python main.py report --name confirm --out docs/results/confirm --label confirmatory \
+        --beside docs/results/gemma --beside_label "exploratory, seeds 0-4"
 
 A run that never reaches 0.9 is counted, not dropped: its steps-to-threshold is its budget (a lower bound),
 shown with ``>=`` wherever it can change the statistic.
@@ -47,8 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
-from bench.claims import (LIVE_LLM, OTHER_BASELINES, STEP_METHODS, THRESHOLD, claims_markdown, control_claims,
-                          paper_claims, pooled_claims, pooled_markdown, steps_to_threshold)
+from bench.beside import ClaimTable, beside_markdown
+from bench.claims import (LIVE_LLM, OTHER_BASELINES, PAPER, STEP_METHODS, THRESHOLD, claims_markdown,
+                          control_claims, paper_claims, pooled_claims, pooled_markdown, steps_to_threshold)
 from bench.report_archive import merge, read_archive, read_archive_settings, read_teacher_rows
 from bench.sweep_plan import BASELINES, METHOD_NOTES, spec_of_run, sweep_dir
 
@@ -396,12 +401,24 @@ def ladder_table(rows: list[dict], task: str) -> str | None:
     return "\n".join(lines)
 
 
+def claim_tables(runs: list[dict], teachers: dict) -> list[ClaimTable]:
+    """Every claims table of a report, each its own Holm family: the paper's claims, those of
+    :data:`EXTRA_FAMILIES`, then the wrong-teacher control (per task only)."""
+    tables = []
+    for title, family in [("The paper's claims", PAPER)] + [(title, family) for title, _, family in EXTRA_FAMILIES]:
+        claims = paper_claims(runs, teachers, family)
+        tables.append(ClaimTable(title, claims, pooled_claims(claims) if claims else []))
+    return tables + [ClaimTable("The wrong-teacher control", control_claims(runs), [])]
+
+
 def write_report(logdir: str, name: str, out: Path, archives: tuple = (), pools: tuple = (),
-                 label: str | None = None) -> Path:
+                 label: str | None = None, beside: str | None = None, beside_label: str | None = None) -> Path:
     """Figures, results.md, summary.csv, runs.csv, curves.csv and teacher_heldout.csv for sweep ``name`` (with
     the runs of each archive folder that the sweep lacks, and every run of each pool folder, whose
     (task, method, seed) must not be the sweep's too); ``label`` names what its claims are (e.g.
-    confirmatory). Returns the markdown path."""
+    confirmatory); ``beside``, a report folder of another sweep (e.g. the exploratory one), adds each claims
+    table beside that sweep's, named ``beside_label`` (default: the folder and its seeds). Returns the markdown
+    path."""
     runs, teachers, settings = read_runs(logdir, name, need_index=not (archives or pools))
     for folder in archives:  # read before anything is written: the archive may be ``out`` itself
         runs, teachers = merge(runs, teachers, *read_archive(Path(folder)))
@@ -445,22 +462,29 @@ def write_report(logdir: str, name: str, out: Path, archives: tuple = (), pools:
     rule = budget_rule_lines(rows)
     if rule:
         sections += ["## Budget rule", "", *rule, ""]
-    claims = paper_claims(runs, teachers)
-    heading = "## The paper's claims" + (f": {label}, {seeds_text(r['seed'] for r in runs)}" if label else "")
-    sections += [heading, "", "Per task:", "", claims_markdown(claims), "",
-                 "Over all tasks:", "", pooled_markdown(pooled_claims(claims)), ""]
-    for title, text, family in EXTRA_FAMILIES:
-        extra = paper_claims(runs, teachers, family)
-        if extra:
-            sections += [f"## {title}", "", text, "", "Per task:", "", claims_markdown(extra), "", "Over all tasks:",
-                         "", pooled_markdown(pooled_claims(extra)), ""]
-    controls = control_claims(runs)
-    if controls:
-        sections += ["## The wrong-teacher control", "",
+    tables = claim_tables(runs, teachers)
+    paper, extras, control = tables[0], tables[1:-1], tables[-1]
+    heading = f"## {paper.title}" + (f": {label}, {seeds_text(r['seed'] for r in runs)}" if label else "")
+    sections += [heading, "", "Per task:", "", claims_markdown(paper.per_task), "",
+                 "Over all tasks:", "", pooled_markdown(paper.over_tasks), ""]
+    for (title, text, _), extra in zip(EXTRA_FAMILIES, extras):
+        if extra.per_task:
+            sections += [f"## {title}", "", text, "", "Per task:", "", claims_markdown(extra.per_task), "",
+                         "Over all tasks:", "", pooled_markdown(extra.over_tasks), ""]
+    if control.per_task:
+        sections += [f"## {control.title}", "",
                      "The adversarial planner's students against plain PPO (env steps to 0.9 and held-out "
                      "success) and against the paper teacher's hard students (held-out success); held-out "
                      "success is measured at the end of each run, so PPO's has had its 5x budget.", "",
-                     claims_markdown(controls), ""]
+                     claims_markdown(control.per_task), ""]
+    if beside:
+        there_runs, there_teachers = read_archive(Path(beside))
+        there_name = beside_label or f"{beside} ({seeds_text(r['seed'] for r in there_runs)})"
+        here_name = f"{label or 'this sweep'} ({seeds_text(r['seed'] for r in runs)})"
+        sections += [f"## The claims beside {there_name}", "",
+                     f"Each claims table of this report ({here_name}) beside the same table computed from the runs "
+                     f"of {beside} ({there_name}) by the same code.", "",
+                     beside_markdown(tables, claim_tables(there_runs, there_teachers), here_name, there_name), ""]
     markdown = out / "results.md"
     markdown.write_text("\n".join(sections))
     if settings:  # the plan, machine and commits: what an archived run's settings are rebuilt from
@@ -580,6 +604,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what this report's claims are, shown in its title and claims heading with the seeds "
                              "they use, e.g. exploratory (the sweep its settings were chosen on), confirmatory (fresh "
                              "seeds, the plan fixed before), 'pooled, not confirmatory'")
+    parser.add_argument("--beside", default=None, metavar="DIR",
+                        help="a report folder of another sweep (e.g. docs/results/gemma, seeds 0-4 of every "
+                             "method): each claims table is shown beside the same table computed from its runs, "
+                             "with whether the two agree (a confirmation beside its exploratory sweep)")
+    parser.add_argument("--beside_label", default=None,
+                        help="--beside: the other sweep's name in that section, e.g. 'exploratory, seeds 0-4' "
+                             "(default: the folder and its seeds)")
     parser.add_argument("--out", default=None, help="output folder (default: <logdir>/sweeps/<name>/report, or "
                                                     "<logdir>/sweeps/compare for --compare)")
 
@@ -590,7 +621,8 @@ def main(args: argparse.Namespace) -> int:
         markdown = write_comparison(args.logdir, args.compare, out)
     else:
         out = Path(args.out) if args.out else sweep_dir(args.logdir, args.name) / "report"
-        markdown = write_report(args.logdir, args.name, out, tuple(args.archive), tuple(args.pool), args.label)
+        markdown = write_report(args.logdir, args.name, out, tuple(args.archive), tuple(args.pool), args.label,
+                                args.beside, args.beside_label)
     print(markdown.read_text())
     print(f"written: {markdown} and the files beside it")
     return 0

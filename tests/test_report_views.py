@@ -179,3 +179,53 @@ def test_the_teacher_ladder_orders_the_teachers_present_from_oracle_to_no_teache
     assert hard[1] == "0.500 [0.500, 0.500]" and hard[2] == "3/3" and hard[3] == "4.1k"
     assert hard[4].startswith("0.990 [0.990, 0.990]")
     assert rows[2].split(" | ")[3] == f">={GUIDED * 5 / 1000:,.1f}k", "PPO never reached 0.9: its budget, marked"
+
+
+def test_the_claims_beside_another_sweep_say_where_the_two_agree(tmp_path):
+    """A confirmation beside its exploratory sweep: the step claim holds on both, the student-beats-teacher
+    claim only on the exploratory seeds (its confirmation students end below their teacher), and the rest of
+    the report is the same with or without --beside."""
+    fake_sweep(tmp_path, "final", {"ppo": {s: (None, 1) for s in range(5)},
+                                   "hard": {s: (4096, 190 + s) for s in range(5)}}, plan([0, 1, 2, 3, 4]))
+    fake_sweep(tmp_path, "confirm", {"ppo": {s: (None, 2) for s in range(5, 10)},
+                                     "hard": {s: (6144, 40 + s) for s in range(5, 10)}}, plan([5, 6, 7, 8, 9]))
+    exploratory, alone, beside = (tmp_path / name for name in ("final_out", "alone", "beside"))
+    assert report(tmp_path, "--name", "final", "--out", str(exploratory), "--label", "exploratory") == 0
+    assert report(tmp_path, "--name", "confirm", "--out", str(alone), "--label", "confirmatory") == 0
+    assert report(tmp_path, "--name", "confirm", "--out", str(beside), "--label", "confirmatory",
+                  "--beside", str(exploratory), "--beside_label", "exploratory, seeds 0-4") == 0
+    text = (beside / "results.md").read_text()
+    own, section = text.split("## The claims beside exploratory, seeds 0-4\n")
+    assert own == (alone / "results.md").read_text() + "\n", "--beside only adds its section"
+    header = ("| task | claim | comparison | measure | confirmatory (seeds 5-9): measured | p (Holm) | "
+              "exploratory, seeds 0-4: measured | p (Holm) | agreement |")
+    assert header in section
+
+    def row(task: str, comparison: str) -> list[str]:
+        (line,) = [line for line in section.splitlines() if line.startswith(f"| {task} |")
+                   and f"| {comparison} |" in line]
+        return [cell.strip() for cell in line.strip("|").split("|")]
+
+    steps = row(TASK, "ppo / hard")
+    assert steps[4].startswith(">=") and steps[6].startswith(">="), "both ratios are floors: PPO never got there"
+    assert steps[8] == "agree: holds on both"
+    students = row(TASK, "hard student - hard teacher")
+    assert students[4].startswith("-0.") and students[6].startswith("+0.")
+    assert students[8] == "differ: holds on exploratory, seeds 0-4, not here"
+    assert row("all tasks", "hard student - hard teacher")[8] == "differ: holds on exploratory, seeds 0-4, not here"
+    assert "### The wrong-teacher control" not in section, "a table neither side has is left out"
+
+
+def test_a_claim_holds_only_the_claimed_way_and_within_its_holm_alpha():
+    from bench.beside import agreement, holds
+    from bench.claims import Claim
+
+    def claim(p_holm, favours, task=TASK):
+        return Claim(task, "(a)", "ppo / hard", "m", "2x", "[1, 3]", "k", "t", p_holm, "5 vs 5", p_holm=p_holm,
+                     favours=favours)
+    assert holds(claim(0.01, True)) and not holds(claim(0.01, False)) and not holds(claim(0.051, True))
+    assert holds(claim(0.05, None)), "rows over all tasks have no direction of their own"
+    assert agreement(claim(0.2, True), claim(0.3, False), "x") == "agree: holds on neither"
+    assert agreement(claim(0.01, True), claim(0.3, True), "x") == "differ: holds here, not on x"
+    assert agreement(claim(0.01, True), claim(0.01, True, "A, B"), "x") == "agree: holds on both (tasks differ)"
+    assert agreement(None, claim(0.01, True), "x") == "-"
