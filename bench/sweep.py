@@ -140,7 +140,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm_url", default=None,
                         help="server for the live-LLM methods (llm, gemma_hard, gemma_soft)")
     parser.add_argument("--dry_run", action="store_true",
-                        help="print every run the sweep would start, with its budget, and stop: nothing is "
+                        help="print every run the sweep would start, with its budget (those the index lists "
+                             "as done marked so), what is left and a rough time for it, and stop: nothing is "
                              "trained or written")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra settings for every run, e.g. --set eval_interval=2 num_eval=64")
@@ -191,9 +192,58 @@ def plan_record(args: argparse.Namespace, plan: SweepPlan, commit: str) -> dict:
 
 def finished_runs(index: Path) -> dict:
     """(task, method, seed) -> run folder of the runs the index lists as done."""
-    if not index.exists():
-        return {}
-    return {(r["task"], r["method"], int(r["seed"])): Path(r["run_dir"]) for r in csv.DictReader(index.open())}
+    return {(r["task"], r["method"], int(r["seed"])): Path(r["run_dir"]) for r in index_rows(index)}
+
+
+def index_rows(index: Path) -> list[dict]:
+    """The rows of a sweep's runs.csv (the finished runs), [] when there is none."""
+    return list(csv.DictReader(index.open())) if index.exists() else []
+
+
+def hours_left(todo: list[RunSpec], rows: list[dict], workers: int) -> float | None:
+    """A rough time for the runs ``todo`` at the speeds of the finished runs ``rows``, ``workers`` at a time.
+
+    Each run is priced at the median env steps per second of the finished runs of its task and method, else
+    of its method, else of its task, else of all; None when nothing has finished. The speeds were measured
+    with the sweep's own concurrency, so the total is divided by the workers, not by the cores.
+    """
+    from statistics import median
+    speeds: dict[tuple, list[float]] = {}
+    for row in rows:
+        try:
+            speed = float(row["env_steps_per_second"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if speed > 0:
+            for key in ((row["task"], row["method"]), ("method", row["method"]), ("task", row["task"]), ()):
+                speeds.setdefault(key, []).append(speed)
+    if not speeds:
+        return None
+    seconds = 0.0
+    for spec in todo:
+        key = next(k for k in ((spec.task, spec.method), ("method", spec.method), ("task", spec.task), ())
+                   if k in speeds)
+        seconds += dict(spec.overrides)["total_steps"] / median(speeds[key])
+    return seconds / max(workers, 1) / 3600
+
+
+def print_dry_run(name: str, specs: list[RunSpec], index: Path, workers: int) -> None:
+    """--dry_run: every run with its budget, those the index lists as done marked so, and what is left."""
+    rows = index_rows(index)
+    done = {(r["task"], r["method"], int(r["seed"])) for r in rows}
+    print(f"sweep '{name}' would run {len(specs)} runs (nothing is trained or written):")
+    for spec in specs:
+        mark = " (done)" if (spec.task, spec.method, spec.seed) in done else ""
+        print(f"  {spec.label}: {dict(spec.overrides)['total_steps']:,} env steps{mark}")
+    if not rows:
+        return
+    todo = [s for s in specs if (s.task, s.method, s.seed) not in done]
+    steps = sum(dict(s.overrides)["total_steps"] for s in todo)
+    hours = hours_left(todo, rows, workers)
+    took = f"{hours:.1f} h" if hours and hours >= 1 else f"{(hours or 0) * 60:.0f} min"
+    left = f"; at the finished runs' speeds, {workers} at a time, about {took}" if todo and hours else ""
+    print(f"left: {len(todo)} of {len(specs)} runs, {steps:,} env steps{left} (a run cut mid-way resumes from "
+          f"its checkpoint, so somewhat less)")
 
 
 def check_unchanged(spec: RunSpec, run_dir: Path) -> None:
@@ -215,9 +265,7 @@ def main(args: argparse.Namespace) -> int:
     name, plan = plan_from_args(args)
     specs = [] if args.teachers_only else make_specs(plan, args.llm_url)
     if args.dry_run:
-        print(f"sweep '{name}' would run {len(specs)} runs (nothing is trained or written):")
-        for spec in specs:
-            print(f"  {spec.label}: {dict(spec.overrides)['total_steps']:,} env steps")
+        print_dry_run(name, specs, sweep_dir(args.logdir, name) / "runs.csv", args.workers)
         return 0
     for spec in specs:  # refuse bad settings and folders outside <logdir>/ppo/<task>/ before starting anything
         build_config(spec.task, dict(spec.overrides))

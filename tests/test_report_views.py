@@ -155,6 +155,36 @@ def test_cells_run_beside_the_grid_and_narrow_with_the_flags(tmp_path, capsys):
     assert not (tmp_path / "sweeps").exists(), "a dry run writes nothing"
 
 
+def test_a_dry_run_marks_the_finished_runs_and_prices_the_rest_at_their_speeds(tmp_path, capsys):
+    from bench.sweep import RUN_FIELDS
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"name: p\ntasks: {{{TASK}: {{budget: 2048}}, LavaDoorKey: {{budget: 4096}}}}\n"
+                    "baseline_factor: 5\nmethods: [ppo, hard]\nseeds: [0, 1]\n")
+    index = tmp_path / "sweeps" / "p" / "runs.csv"
+    index.parent.mkdir(parents=True)
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, RUN_FIELDS)
+        writer.writeheader()
+        writer.writerow({"task": TASK, "method": "ppo", "seed": 0, "run_dir": "x", "status": "done",
+                         "env_steps": 10240, "env_steps_per_second": 1024.0})
+        writer.writerow({"task": TASK, "method": "hard", "seed": 0, "run_dir": "y", "status": "done",
+                         "env_steps": 2048, "env_steps_per_second": 256.0})
+    before = index.read_text()
+    assert main.main(["sweep", "--config", str(path), "--logdir", str(tmp_path), "--dry_run", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{TASK}/ppo/seed0: 10,240 env steps (done)" in out and f"{TASK}/ppo/seed1: 10,240 env steps\n" in out
+    # left: ppo seed 1 here at its own cell's speed (10 s), hard seed 1 here (8 s), and on LavaDoorKey, where
+    # nothing finished, each method at its speed elsewhere: 2 x 20,480 / 1024 + 2 x 4096 / 256 = 72 s; 90 s in all
+    assert "left: 6 of 8 runs, 61,440 env steps; at the finished runs' speeds, 1 at a time, about 2 min" in out
+    assert index.read_text() == before, "a dry run writes nothing"
+    from bench.sweep import hours_left, index_rows
+    from bench.sweep_plan import load_plan_file, make_specs
+    specs = [s for s in make_specs(load_plan_file(str(path))[1], None) if s.seed == 1 or s.task != TASK]
+    assert hours_left(specs, index_rows(index), workers=1) * 3600 == 90.0
+    assert hours_left(specs, index_rows(index), workers=2) * 3600 == 45.0
+    assert hours_left(specs, [], workers=1) is None
+
+
 def test_a_report_folder_regenerates_itself_without_the_sweeps_folder(tmp_path):
     """The report keeps the sweep's sweep.json: with the log gone, --archive alone rebuilds the same report."""
     fake_sweep(tmp_path, "s", {"ppo": {s: (None, 1) for s in range(3)}, "hard": {s: (4096, 198) for s in range(3)}},
