@@ -297,6 +297,12 @@ def pooled_markdown(pooled: list[Claim]) -> str:
     return "\n".join(lines)
 
 
+def p_text(p: float) -> str:
+    """A per-task p-value for the tables: four decimals, or two significant digits below 0.0001 (ten seeds a
+    side reach 1/184,756, which four decimals would print as 0.0000)."""
+    return f"{p:.4f}" if p >= 0.0001 else f"{p:.1e}"
+
+
 def claims_markdown(claims: list[Claim]) -> str:
     """The claims table, intervals named underneath."""
     if not claims:
@@ -305,7 +311,7 @@ def claims_markdown(claims: list[Claim]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in claims:
         lines.append(f"| {c.task} | {c.claim} | {c.comparison} | {c.measure} | {c.estimate} | {c.interval} | "
-                     f"{c.test} | {c.p_value:.4f} | {c.p_holm:.4f} | {c.seeds} | {c.note} |")
+                     f"{c.test} | {p_text(c.p_value)} | {p_text(c.p_holm)} | {c.seeds} | {c.note} |")
     kinds = sorted({c.interval_kind for c in claims})
     lines += ["", f"p (Holm): adjusted over the {len(claims)} rows of this table. Intervals: " + "; ".join(kinds) + "."]
     if any(mark in c.estimate + c.interval for c in claims for mark in (">=", "<=", "?")):

@@ -151,3 +151,13 @@ def test_other_families_are_tables_of_their_own():
     assert {c.comparison for c in llm} >= {"ppo / gemma_hard", "gemma_soft student - gemma_soft teacher",
                                            "gemma_hard / gemma_soft", "gemma_soft - gemma_hard"}
     assert [c.comparison for c in paper_claims(runs, {})] == ["ppo / hard"]
+
+
+def test_a_p_value_below_four_decimals_is_printed_not_rounded_to_zero():
+    from bench.claims import Claim, p_text
+    assert p_text(0.0312) == "0.0312" and p_text(1 / 252) == "0.0040" and p_text(0.0001) == "0.0001"
+    assert p_text(1 / 184_756) == "5.4e-06", "ten seeds a side: the exact Mann-Whitney minimum"
+    row = Claim("T", "(a) fewer env steps than PPO", "ppo / hard", "env steps to 0.9", ">=9.00x", "[>=8.00, >=9.00]",
+                "an interval", "Mann-Whitney U (exact)", 1 / 184_756, "10 vs 10", p_holm=2 / 184_756)
+    line = claims_markdown([row]).splitlines()[2]
+    assert "| 5.4e-06 | 1.1e-05 |" in line and "0.0000" not in line
