@@ -177,6 +177,18 @@ def plan_from_args(args: argparse.Namespace) -> tuple[str, SweepPlan]:
     return args.name or name or "sweep", plan
 
 
+def saved_plan(args: argparse.Namespace, plan: SweepPlan) -> SweepPlan:
+    """The plan sweep.json keeps: with --config the whole sweep file (with this invocation's --set and
+    --teacher_episodes), not the part that --tasks/--methods/--seeds ran, so the file describes the sweep
+    whichever part ran last; without --config the plan itself."""
+    if not args.config:
+        return plan
+    _, whole = load_plan_file(args.config)
+    whole.settings = dict(plan.settings)  # the file's settings and this invocation's --set
+    whole.teacher_episodes = plan.teacher_episodes
+    return whole
+
+
 def plan_record(args: argparse.Namespace, plan: SweepPlan, commit: str) -> dict:
     """What this invocation ran the sweep file with, for the report's deviations: the file's sha256, the
     settings added with --set, a --teacher_episodes override, and methods the file does not name."""
@@ -242,8 +254,10 @@ def print_dry_run(name: str, specs: list[RunSpec], index: Path, workers: int) ->
     hours = hours_left(todo, rows, workers)
     took = f"{hours:.1f} h" if hours and hours >= 1 else f"{(hours or 0) * 60:.0f} min"
     left = f"; at the finished runs' speeds, {workers} at a time, about {took}" if todo and hours else ""
-    print(f"left: {len(todo)} of {len(specs)} runs, {steps:,} env steps{left} (a run cut mid-way resumes from "
-          f"its checkpoint, so somewhat less)")
+    cut = ("a run cut mid-way resumes from its checkpoint, so somewhat less; an sb3_ppo run starts over"
+           if any(s.method == "sb3_ppo" for s in todo) else
+           "a run cut mid-way resumes from its checkpoint, so somewhat less")
+    print(f"left: {len(todo)} of {len(specs)} runs, {steps:,} env steps{left} ({cut})")
 
 
 def check_unchanged(spec: RunSpec, run_dir: Path) -> None:
@@ -285,7 +299,7 @@ def main(args: argparse.Namespace) -> int:
     if record and not any({**r, "commit": ""} == {**record, "commit": ""} for r in history):
         history = history + [record]  # each distinct way the sweep file was run, first seen at that commit
     (index_dir / "sweep.json").write_text(json.dumps(
-        {**plan.to_json(), "config_file": args.config, "commit": commit,
+        {**saved_plan(args, plan).to_json(), "config_file": args.config, "commit": commit,
          "commits": earlier + [commit] if commit not in earlier else earlier,  # every commit that ran a part
          "plan_history": history, "ray_address": args.ray_address, "machine": _machine()}, indent=2))
     todo = [s for s in specs if (s.task, s.method, s.seed) not in finished]

@@ -137,6 +137,20 @@ def test_the_sweep_records_each_way_its_file_was_run(tmp_path):
     assert "Deviations from it:" in _plan_lines({"plan_history": history})[0]
 
 
+def test_sweep_json_keeps_the_whole_sweep_file_whichever_part_ran_last(tmp_path):
+    """A part run with --tasks/--methods/--seeds narrows what runs, not the plan sweep.json keeps (the report
+    rebuilds an archived run's settings from it); --set still shows there."""
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"name: p\ntasks: {{{TASK}: {{budget: 2048}}}}\nmethods: [hard, oracle]\nseeds: [0, 1]\n"
+                    f"cells: [{{method: ppo_long, tasks: [{TASK}], seeds: [1], budget_factor: 20}}]\n")
+    part = ["sweep", "--config", str(path), "--logdir", str(tmp_path), "--teachers_only", "--teacher_episodes", "0",
+            "--methods", "hard", "--seeds", "0", "--set", "num_eval=2"]
+    assert main.main(part) == 0
+    saved = json.loads((tmp_path / "sweeps" / "p" / "sweep.json").read_text())
+    assert saved["methods"] == ["hard", "oracle"] and saved["seeds"] == [0, 1]
+    assert [c["method"] for c in saved["cells"]] == ["ppo_long"] and saved["settings"]["num_eval"] == 2
+
+
 def test_cells_run_beside_the_grid_and_narrow_with_the_flags(tmp_path, capsys):
     path = tmp_path / "plan.yaml"
     path.write_text(f"tasks: {{{TASK}: {{budget: 2048}}, LavaDoorKey: {{budget: 4096}}}}\nbaseline_factor: 5\n"
@@ -183,6 +197,22 @@ def test_a_dry_run_marks_the_finished_runs_and_prices_the_rest_at_their_speeds(t
     assert hours_left(specs, index_rows(index), workers=1) * 3600 == 90.0
     assert hours_left(specs, index_rows(index), workers=2) * 3600 == 45.0
     assert hours_left(specs, [], workers=1) is None
+
+
+def test_a_dry_run_says_that_a_cut_sb3_run_starts_over(tmp_path, capsys):
+    from bench.sweep import RUN_FIELDS, print_dry_run
+    from bench.sweep_plan import make_specs
+    index = tmp_path / "runs.csv"
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, RUN_FIELDS)
+        writer.writeheader()
+        writer.writerow({"task": TASK, "method": "ppo", "seed": 0, "run_dir": "x", "status": "done",
+                         "env_steps": 2048, "env_steps_per_second": 1024.0})
+    for methods, starts_over in ((["ppo"], False), (["ppo", "sb3_ppo"], True)):
+        plan = SweepPlan(tasks=[TASK], methods=methods, seeds=[0, 1], budgets={TASK: 2048})
+        print_dry_run("p", make_specs(plan, None), index, workers=1)
+        last = capsys.readouterr().out.splitlines()[-1]
+        assert "resumes from its checkpoint" in last and ("an sb3_ppo run starts over" in last) == starts_over, last
 
 
 def test_a_report_folder_regenerates_itself_without_the_sweeps_folder(tmp_path):
