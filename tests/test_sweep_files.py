@@ -81,3 +81,29 @@ def test_the_gemma_methods_are_the_live_llm_teacher_on_the_completions_api():
             assert config.teacher.hard_sampling == "step"
     with pytest.raises(ValueError, match="method 'gemma_hard' needs --llm_url"):
         make_specs(plan, None)
+
+
+def test_the_runs_left_skip_the_logs_and_the_archives_and_fill_the_claims_first(tmp_path):
+    """tools/confirm_left: a run in the log's index or in a committed report's runs.csv is done; what is left
+    comes guided methods first, then the 5x baselines, then the long cells, task by task."""
+    import csv
+
+    from tools.confirm_left import left_runs
+    path = tmp_path / "plan.yaml"
+    path.write_text("name: p\ntasks: {SimpleDoorKey: {budget: 2048}, LavaDoorKey: {budget: 4096}}\n"
+                    "methods: [ppo, hard]\nseeds: [0, 1]\n"
+                    "cells: [{method: ppo_long, tasks: [SimpleDoorKey], seeds: [0], budget_factor: 20}]\n")
+
+    def runs_csv(folder: Path, rows: list[tuple]) -> None:
+        folder.mkdir(parents=True)
+        with (folder / "runs.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["task", "method", "seed", "run_dir"])
+            writer.writerows(rows)
+
+    runs_csv(tmp_path / "log" / "sweeps" / "p", [("SimpleDoorKey", "hard", 0, "x")])
+    runs_csv(tmp_path / "archive", [("LavaDoorKey", "hard", 1, ""), ("SimpleDoorKey", "ppo", 1, "")])
+    left = left_runs(str(path), str(tmp_path / "log"), [str(tmp_path / "archive")])
+    assert left == [("SimpleDoorKey", "hard", 1), ("LavaDoorKey", "hard", 0), ("SimpleDoorKey", "ppo", 0),
+                    ("LavaDoorKey", "ppo", 0), ("LavaDoorKey", "ppo", 1), ("SimpleDoorKey", "ppo_long", 0)]
+    assert len(left_runs(str(path), str(tmp_path / "nowhere"), [])) == 9
