@@ -328,7 +328,7 @@ def export_command(args) -> int:
 
 def serve_command(args) -> int:
     """Serve Gemma-3-270M with llama.cpp's server until Ctrl-C (or SIGTERM)."""
-    from utils.local_llm import LocalLLMError, MODEL_ALIAS, model_file, start_server
+    from utils.local_llm import LocalLLMError, MODEL_ALIAS, exit_reason, model_file, start_server
     from utils.process import sigterm_as_ctrl_c
     if not 0 < args.port < 65536 or args.threads < 0 or not args.ready_timeout > 0:
         raise UsageError("--port must be 1..65535, --threads >= 0 and --ready_timeout > 0")
@@ -346,7 +346,7 @@ def serve_command(args) -> int:
                   f"train with: python main.py train --task SimpleDoorKey --savedir gemma {server.flags()}",
                   flush=True)
             code = server.process.wait()
-            print(f"error: llama.cpp's server exited with code {code} (log: {server.log_path})", file=sys.stderr)
+            print(f"error: llama.cpp's server {exit_reason(code)} (log: {server.log_path})", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             server.stop()

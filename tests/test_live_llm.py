@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import main
-from utils.local_llm import MODEL_ALIAS, LocalLLMError, free_port, model_file, start_server
+from utils.local_llm import MODEL_ALIAS, LocalLLMError, exit_reason, free_port, model_file, start_server
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMALL = ["--num_envs", "4", "--num_steps", "32", "--n_itr", "2", "--eval_interval", "0", "--log_interval", "1",
@@ -35,6 +35,23 @@ def gemma(model, tmp_path_factory):
                           log_path=tmp_path_factory.mktemp("llama") / "server.log")
     yield server
     server.stop()
+
+
+def _assert_alive(server, when):
+    assert server.process.poll() is None, (f"the shared llama.cpp server {exit_reason(server.process.returncode)} "
+                                           f"{when}; its log ends: {server.log_path.read_text(errors='replace')[-2000:]}")
+
+
+@pytest.fixture(autouse=True)
+def gemma_stays_up(request):
+    """A test on the shared server starts with it up and leaves it up; if it died, the failure says how."""
+    if "gemma" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("gemma")
+    _assert_alive(server, "before this test")
+    yield
+    _assert_alive(server, "during this test")
 
 
 def live(server, api="completions"):
@@ -162,3 +179,45 @@ def test_the_latency_bench_times_the_real_server_and_its_generation_speed(gemma)
     assert asked.median > 50 * cached.median, "asking the model costs far more than reading its answer back"
     speed = re.search(r"gemma-3-270m generates ([0-9.]+) tokens/s", generation_speed(config, requests=1, tokens=16))
     assert speed and float(speed.group(1)) > 0
+
+
+FAKE_SERVER = """
+import json, os, signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"data": [{"id": "gemma-3-270m"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        print("generating", flush=True)
+        os.kill(os.getpid(), signal.SIGILL)
+
+HTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), Handler).serve_forever()
+"""
+
+
+def test_a_build_that_cannot_run_on_this_cpu_fails_at_start_in_one_line(tmp_path, monkeypatch):
+    # A wheel compiled for other CPUs loads the model and lists it, then dies of SIGILL at its first token.
+    # No such build can be made here in test time, so a stand-in llama_cpp.server does exactly that.
+    package = tmp_path / "fake" / "llama_cpp"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "server.py").write_text(FAKE_SERVER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    with pytest.raises(LocalLLMError) as caught:
+        start_server(tmp_path / "model.gguf", port=free_port(), ready_timeout=30, log_path=tmp_path / "server.log")
+    message = str(caught.value)
+    assert "at its first completion it was killed by SIGILL (illegal instruction" in message and "pip cache remove llama_cpp_python" in message
+    assert "generating" in message and "\n" not in message
+
+
+def test_exit_reasons_name_the_signal_of_a_real_process():
+    crashed = subprocess.run([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGILL)"])
+    assert exit_reason(crashed.returncode).startswith("was killed by SIGILL (illegal instruction")
+    assert exit_reason(subprocess.run([sys.executable, "-c", "raise SystemExit(3)"]).returncode) == "exited with code 3"
+    assert exit_reason(-signal.SIGKILL) == "was killed by SIGKILL"

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -132,6 +133,26 @@ class LocalServer:
         return f"--planner llm --llm_url {self.url} --llm_model {MODEL_ALIAS} --llm_api {MODEL_API}"
 
 
+def exit_reason(returncode: int) -> str:
+    """How a server process ended, in words: ``exited with code N`` or ``was killed by SIGNAME``.
+
+    A SIGILL (illegal instruction) means the compiled llama.cpp uses CPU instructions this machine lacks;
+    the message says how to rebuild it.
+    """
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    reason = f"was killed by {name}"
+    if -returncode == signal.SIGILL:
+        reason += (" (illegal instruction: this llama.cpp build uses CPU instructions this machine lacks, e.g. a "
+                   "wheel built on another machine and reused from pip's cache; rebuild it on this one: pip cache "
+                   "remove llama_cpp_python, then pip install --force-reinstall --no-deps -r requirements-llm.txt)")
+    return reason
+
+
 def _last_line(path: Path) -> str:
     try:
         lines = [line.strip() for line in path.read_text(errors="replace")[-4000:].splitlines() if line.strip()]
@@ -145,6 +166,17 @@ def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as reply:
             return bool(json.loads(reply.read(65536)).get("data"))
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+def _completes(url: str, timeout: float) -> bool:
+    """Whether the server at ``url`` generates one token (its compute kernels run on this CPU)."""
+    body = json.dumps({"model": MODEL_ALIAS, "prompt": "Agent sees", "max_tokens": 1, "temperature": 0}).encode()
+    request = urllib.request.Request(f"{url}/v1/completions", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return bool(json.loads(reply.read(65536)).get("choices"))
     except (OSError, ValueError, urllib.error.URLError):
         return False
 
@@ -179,10 +211,21 @@ def start_server(model: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     deadline = time.monotonic() + ready_timeout
     while not _answers(server.url):
         if process.poll() is not None:
-            raise LocalLLMError(f"llama.cpp's server exited with code {process.returncode} before answering "
+            raise LocalLLMError(f"llama.cpp's server {exit_reason(process.returncode)} before answering "
                                 f"({_last_line(log_path)!r}; full log: {log_path})")
         if time.monotonic() > deadline:
             server.stop()
             raise LocalLLMError(f"llama.cpp's server did not answer within {ready_timeout:g}s (log: {log_path})")
         time.sleep(0.25)
+    # Listing models does not run the model: one token does, so a build that cannot run here fails now, in
+    # one line, and not at the teacher's first question.
+    if not _completes(server.url, timeout=max(deadline - time.monotonic(), 10.0)):
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            server.stop()
+            raise LocalLLMError(f"llama.cpp's server lists the model but did not generate a token within "
+                                f"{ready_timeout:g}s (log: {log_path})") from None
+        raise LocalLLMError(f"llama.cpp's server lists the model, then at its first completion it "
+                            f"{exit_reason(process.returncode)} ({_last_line(log_path)!r}; full log: {log_path})")
     return server
