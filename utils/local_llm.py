@@ -161,24 +161,25 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _json_field(request: urllib.request.Request | str, field: str, timeout: float) -> bool:
+    """Whether the server answers ``request`` with a JSON object whose ``field`` is non-empty (any failure: no)."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return bool(json.loads(reply.read(65536)).get(field))
+    except (OSError, ValueError, AttributeError, urllib.error.URLError):
+        return False
+
+
 def _answers(url: str) -> bool:
     """Whether the server at ``url`` lists models (it is up and has loaded the model)."""
-    try:
-        with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as reply:
-            return bool(json.loads(reply.read(65536)).get("data"))
-    except (OSError, ValueError, urllib.error.URLError):
-        return False
+    return _json_field(f"{url}/v1/models", "data", timeout=2)
 
 
 def _completes(url: str, timeout: float) -> bool:
     """Whether the server at ``url`` generates one token (its compute kernels run on this CPU)."""
     body = json.dumps({"model": MODEL_ALIAS, "prompt": "Agent sees", "max_tokens": 1, "temperature": 0}).encode()
     request = urllib.request.Request(f"{url}/v1/completions", body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return bool(json.loads(reply.read(65536)).get("choices"))
-    except (OSError, ValueError, urllib.error.URLError):
-        return False
+    return _json_field(request, "choices", timeout)
 
 
 def start_server(model: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 0,
@@ -219,13 +220,14 @@ def start_server(model: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         time.sleep(0.25)
     # Listing models does not run the model: one token does, so a build that cannot run here fails now, in
     # one line, and not at the teacher's first question.
-    if not _completes(server.url, timeout=max(deadline - time.monotonic(), 10.0)):
+    token_timeout = max(deadline - time.monotonic(), 10.0)
+    if not _completes(server.url, token_timeout):
         try:
             process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             server.stop()
-            raise LocalLLMError(f"llama.cpp's server lists the model but did not generate a token within "
-                                f"{ready_timeout:g}s (log: {log_path})") from None
+            raise LocalLLMError(f"llama.cpp's server lists the model but gave no token for a 1-token completion "
+                                f"(waited up to {token_timeout:.0f}s; log: {log_path})") from None
         raise LocalLLMError(f"llama.cpp's server lists the model, then at its first completion it "
                             f"{exit_reason(process.returncode)} ({_last_line(log_path)!r}; full log: {log_path})")
     return server
